@@ -1,0 +1,160 @@
+"""The CAM family, on one shared activation-and-gradient pass.
+
+Written by hand (a few lines each, like pytorch-grad-cam's subclasses) rather than pulled
+from pytorch-grad-cam: one hook helper serves every variant under the model lock, Score-CAM
+batches its masked forwards, and the library would add opencv and scikit-learn for no gain.
+Grad-CAM is cross-checked against captum's ``LayerGradCam`` in the tests.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.errors import MethodNotApplicable
+from explainers.context import Context, capture_layer, rectified_activations, require_module_model
+from explainers.gradient import abs_max
+from explainers.registry import Param, explainer
+
+
+def activations_and_grads(ctx: Context, x: torch.Tensor, target: torch.Tensor, grads: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """A [B,K,h,w] at the CAM layer, dy_c/dA (or None) and the logits [B,classes]."""
+    require_module_model(ctx.model, "CAM methods")
+    module = ctx.layer_module()
+    with capture_layer(module) as store, torch.set_grad_enabled(grads):
+        logits = ctx.model(x.detach().requires_grad_(grads))
+        act = store.get("act")
+        if act is None or act.dim() != 4:
+            raise MethodNotApplicable(f"the CAM layer {ctx.layer!r} does not output a [B,K,h,w] feature map")
+        grad = None
+        if grads:
+            score = logits.gather(1, target.view(-1, 1)).sum()
+            (grad,) = torch.autograd.grad(score, act)
+    return act.detach(), grad, logits.detach()
+
+
+def upsample(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B,h,w] -> [B,H,W], bilinear (as in the papers)."""
+    return F.interpolate(cam.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+
+
+def final_linear(model: nn.Module) -> nn.Linear:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise MethodNotApplicable("CAM needs a final linear layer after global average pooling")
+    return linears[-1]
+
+
+@explainer(
+    "cam",
+    title="CAM",
+    family="cam",
+    paper="Zhou et al. 2016, Learning Deep Features for Discriminative Localization",
+    library="by hand",
+    signed=True,
+    needs_layer=True,
+    cost=lambda p, h, w, k: (1, 0),
+)
+def cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """sum_k w_k^c A_k; applies only to nets ending in global average pooling + one linear layer."""
+    act, _, logits = activations_and_grads(ctx, x, target, grads=False)
+    fc = final_linear(ctx.model)
+    if fc.in_features != act.shape[1]:
+        raise MethodNotApplicable(f"the final linear layer takes {fc.in_features} features but the CAM layer has {act.shape[1]} channels")
+    pooled = fc(act.mean(dim=(2, 3)))
+    if pooled.shape != logits.shape or not torch.allclose(pooled, logits, rtol=1e-3, atol=1e-3 * float(logits.abs().max())):
+        raise MethodNotApplicable("the model's head is not global average pooling + one linear layer on the CAM layer")
+    weights = fc.weight[target]  # [B,K]
+    maps = torch.einsum("bk,bkhw->bhw", weights, act)
+    return upsample(maps, x.shape[-2:])
+
+
+@explainer(
+    "gradcam",
+    title="Grad-CAM",
+    family="cam",
+    paper="Selvaraju et al. 2017, Grad-CAM",
+    library="by hand (cross-checked with captum LayerGradCam)",
+    needs_layer=True,
+    default=True,
+    cost=lambda p, h, w, k: (0, 1),
+)
+def gradcam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ReLU(sum_k alpha_k A_k), alpha_k = spatial mean of dy_c/dA_k; upsampled bilinearly."""
+    act, grad, _ = activations_and_grads(ctx, x, target)
+    alpha = grad.mean(dim=(2, 3), keepdim=True)
+    return upsample(F.relu((alpha * act).sum(1)), x.shape[-2:])
+
+
+@explainer(
+    "gradcam_plus_plus",
+    title="Grad-CAM++",
+    family="cam",
+    paper="Chattopadhay et al. 2018, Grad-CAM++",
+    library="by hand (closed form with exp(score), as the paper and pytorch-grad-cam)",
+    needs_layer=True,
+    cost=lambda p, h, w, k: (0, 1),
+)
+def gradcam_plus_plus(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Weights sum_ij alpha_ij ReLU(g_ij), alpha = g^2 / (2 g^2 + sum_ab A_ab g^3)."""
+    act, grad, _ = activations_and_grads(ctx, x, target)
+    g2, g3 = grad.pow(2), grad.pow(3)
+    denom = 2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g3
+    alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
+    weights = (alpha * F.relu(grad)).sum(dim=(2, 3), keepdim=True)
+    return upsample(F.relu((weights * act).sum(1)), x.shape[-2:])
+
+
+@explainer(
+    "scorecam",
+    title="Score-CAM",
+    family="cam",
+    paper="Wang et al. 2020, Score-CAM",
+    library="by hand, batched masked forwards",
+    needs_layer=True,
+    params=(
+        Param("max_channels", 0, 0, 4096, 1, help="0 = every channel (the paper); N = the N most active channels"),
+        Param("batch_size", 8, 1, 512, 1),
+    ),
+    cost=lambda p, h, w, k: (1 + min(p["max_channels"] or k, k), 0),
+)
+def scorecam(ctx: Context, x: torch.Tensor, target: torch.Tensor, max_channels: int, batch_size: int) -> torch.Tensor:
+    """ReLU(sum_k s_k A_k), s_k = softmax score of class c on x * normalize(upsample(A_k))."""
+    act, _, _ = activations_and_grads(ctx, x, target, grads=False)
+    out = []
+    for b in range(len(x)):
+        a = act[b]
+        if max_channels and max_channels < a.shape[0]:
+            a = a[a.mean(dim=(1, 2)).topk(max_channels).indices]
+        up = upsample(a, x.shape[-2:])  # [K,H,W]
+        lo, hi = up.amin(dim=(1, 2), keepdim=True), up.amax(dim=(1, 2), keepdim=True)
+        masks = torch.where(hi > lo, (up - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(up))
+        scores = []
+        with torch.no_grad():
+            for i in range(0, len(masks), batch_size):
+                logits = ctx.model(x[b : b + 1] * masks[i : i + batch_size].unsqueeze(1))
+                scores.append(torch.softmax(logits.float(), dim=1)[:, target[b]])
+        s = torch.cat(scores).view(-1, 1, 1)
+        out.append(upsample(F.relu((s * a).sum(0, keepdim=True)), x.shape[-2:])[0])
+    return torch.stack(out)
+
+
+@explainer(
+    "guided_gradcam",
+    title="Guided Grad-CAM",
+    family="cam",
+    paper="Selvaraju et al. 2017, Grad-CAM",
+    library="by hand: Guided Backprop x upsampled Grad-CAM",
+    needs_layer=True,
+    default=True,
+    cost=lambda p, h, w, k: (0, 2),
+)
+def guided_gradcam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """|Guided Backprop| (max over channels) times the upsampled Grad-CAM."""
+    cam_map = gradcam(ctx, x, target)
+    xg = x.detach().clone().requires_grad_(True)
+    with rectified_activations(ctx.model, "guided"):
+        score = ctx.model(xg).gather(1, target.view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(score, xg)
+    return abs_max(grad) * cam_map

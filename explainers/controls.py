@@ -1,0 +1,45 @@
+"""Controls for sanity checks (Adebayo et al. 2018): a seeded random map and an edge detector."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from explainers.context import Context
+from explainers.registry import Param, explainer
+
+_PAPER = "Adebayo et al. 2018, Sanity Checks for Saliency Maps"
+
+
+@explainer(
+    "random",
+    title="Random (control)",
+    family="control",
+    paper=_PAPER,
+    library="torch.Generator",
+    stochastic=True,
+    params=(Param("seed", 0, 0, 2**31 - 1, 1),),
+    cost=lambda p, h, w, k: (0, 0),
+)
+def random(ctx: Context, x: torch.Tensor, target: torch.Tensor, seed: int) -> torch.Tensor:
+    """Uniform noise in [0,1), [B,H,W]; independent of the model by construction."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand((x.shape[0], *x.shape[-2:]), generator=gen).to(x.device)
+
+
+@explainer(
+    "edge_sobel",
+    title="Sobel edges (control)",
+    family="control",
+    paper=_PAPER,
+    library="torch conv2d with Sobel kernels",
+    default=True,
+    cost=lambda p, h, w, k: (0, 0),
+)
+def edge_sobel(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sobel gradient magnitude of the channel-mean image, [B,H,W]; ignores the model."""
+    gray = x.detach().mean(dim=1, keepdim=True)
+    kx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], device=x.device, dtype=x.dtype)
+    kernels = torch.stack([kx, kx.t()]).unsqueeze(1)
+    g = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
+    return g.pow(2).sum(1).sqrt()
