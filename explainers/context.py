@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
@@ -171,12 +172,18 @@ def capture_layer(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
 
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Run with the global RNG seeded and restored afterwards (for captum's samplers)."""
+    """Run with torch's and numpy's global RNGs seeded, restored afterwards (captum samples
+    from both: GradientShap draws its baselines and alphas with numpy)."""
     with RNG_LOCK:
         devices = [device] if device.type == "cuda" else []
+        np_state = np.random.get_state()
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            yield
+            np.random.seed(seed % 2**32)
+            try:
+                yield
+            finally:
+                np.random.set_state(np_state)
 
 
 # --- the canonical copy for LRP and DeepLIFT -------------------------------------------

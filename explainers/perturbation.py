@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from captum.attr import KernelShap, Lime, Occlusion
 from skimage.segmentation import slic
 
+from core.errors import MethodNotApplicable
 from explainers.context import Context, seeded
 from explainers.registry import Param, explainer
 
@@ -127,6 +128,9 @@ _SURROGATE_PARAMS = (
 
 def _surrogate(cls: type, ctx: Context, x: torch.Tensor, target: torch.Tensor, n_segments: int, compactness: float, n_samples: int, seed: int, batch_size: int) -> torch.Tensor:
     seg = superpixels(x, n_segments, compactness)
+    found = int(seg.flatten(1).amax(1).min()) + 1
+    if found < 2:
+        raise MethodNotApplicable(f"SLIC found only {found} superpixel here; raise n_segments or lower compactness")
     out = []
     for b in range(len(x)):
         mask = seg[b : b + 1].expand(1, x.shape[1], -1, -1)

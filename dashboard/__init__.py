@@ -1,0 +1,1 @@
+"""The Streamlit dashboard (thin UI over explainers/, metrics/ and zoo/)."""

@@ -1,0 +1,77 @@
+"""The only module that uses ``st.cache_*``: thin wrappers over the core, keyed by names and ids.
+
+Model objects and tensors are passed as ``_``-prefixed arguments (not hashed); the keys that
+identify them (model key, image key) are hashed instead. Cached models are shared by every
+session and treated as read-only: explainers run under the model's lock and leave no hooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+
+import explainers
+import zoo
+from core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """A computed map (float32 [H,W]) with its runtime, or the reason it could not be computed."""
+
+    method: str
+    map: np.ndarray | None
+    seconds: float
+    error: str | None = None
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@st.cache_resource(show_spinner=False)
+def model(name: str) -> zoo.LoadedModel:
+    """A registry model, loaded once per server process."""
+    return zoo.load_model(name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def uploaded_model(key: str, _data: bytes, _classes: bytes | None, input_size: int) -> zoo.LoadedModel:
+    """A user's TorchScript model, keyed by the file's digest."""
+    return zoo.load_torchscript(_data, _classes, input_size=input_size, name=f"upload:{key}")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def predictions(model_key: str, image_key: str, _model: zoo.LoadedModel, _x: torch.Tensor) -> np.ndarray:
+    """Class probabilities [K] for one preprocessed image."""
+    return _model.predict(_x)[0].cpu().numpy()
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def attribution(
+    model_key: str,
+    image_key: str,
+    method: str,
+    params: tuple[tuple[str, object], ...],
+    target: int,
+    _model: zoo.LoadedModel,
+    _x: torch.Tensor,
+) -> MapResult:
+    """One method's map for one image and target; errors come back as a message, not a raise."""
+    start = time.perf_counter()
+    try:
+        out = explainers.explain(method, _model, _x, target, **dict(params))
+        return MapResult(method, out[0].cpu().numpy().astype(np.float32), time.perf_counter() - start)
+    except InputError as exc:
+        return MapResult(method, None, time.perf_counter() - start, str(exc))
+    except Exception as exc:  # a method failing on one model must not break the grid
+        log.exception("%s failed on %s", method, model_key)
+        return MapResult(method, None, time.perf_counter() - start, f"{type(exc).__name__}: {str(exc)[:300]}")

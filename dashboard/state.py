@@ -1,0 +1,57 @@
+"""Session-state keys in one place, with their defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+import explainers
+import zoo
+
+MODEL = "model_name"
+IMAGE = "image_name"
+IMAGES = "image_names"  # methods x images mode
+UPLOADED_IMAGES = "uploaded_images"  # key -> PIL image (this session only)
+USER_MODEL = "user_model_key"  # key of this session's uploaded TorchScript model
+USER_MODEL_FILES = "user_model_files"  # (bytes, class names bytes | None, input size)
+METHODS = "methods"
+TARGET = "target"
+MODE = "grid_mode"
+VIEW = "view"  # overlay | heatmap
+CMAP_SIGNED = "cmap_signed"
+CMAP_ABS = "cmap_abs"
+OPACITY = "opacity"
+SIGN = "sign_mode"  # auto | absolute | signed
+CLIP = "clip_percentile"
+
+DEFAULTS: dict[str, Any] = {
+    MODEL: zoo.DEFAULT_MODEL,
+    IMAGE: zoo.DEFAULT_IMAGE,
+    IMAGES: [zoo.DEFAULT_IMAGE, "coffee"],
+    UPLOADED_IMAGES: {},
+    USER_MODEL: None,
+    USER_MODEL_FILES: None,
+    METHODS: None,  # filled from explainers.default_methods() at first use
+    MODE: "One image",
+    VIEW: "Overlay",
+    CMAP_SIGNED: "RdBu_r",
+    CMAP_ABS: "inferno",
+    OPACITY: 0.7,
+    SIGN: "Auto",
+    CLIP: 99.0,
+}
+
+
+def init() -> None:
+    """Put every default into ``st.session_state`` that is not there yet."""
+    for key, value in DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = value.copy() if isinstance(value, (dict, list)) else value
+    if st.session_state[METHODS] is None:
+        st.session_state[METHODS] = explainers.default_methods()
+
+
+def param_key(method: str, param: str) -> str:
+    """Widget key of one method parameter."""
+    return f"param::{method}::{param}"

@@ -1,0 +1,44 @@
+import pytest
+
+import explainers
+from core import Registry
+from core.errors import ParameterError
+
+EXPECTED = (
+    "saliency input_x_gradient integrated_gradients smoothgrad vargrad gradient_shap guided_backprop "
+    "deconvolution deeplift occlusion rise lime kernel_shap cam gradcam gradcam_plus_plus scorecam "
+    "guided_gradcam lrp_epsilon_plus lrp_alpha_beta deep_taylor random edge_sobel"
+).split()
+
+
+def test_every_required_method_is_registered():
+    assert sorted(explainers.names()) == sorted(EXPECTED)
+
+
+def test_duplicate_name_is_an_error():
+    reg: Registry[int] = Registry("thing")
+    reg.add("a", 1)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.add("a", 2)
+    with pytest.raises(KeyError, match="unknown thing 'b'"):
+        reg.get("b")
+
+
+def test_params_are_checked():
+    spec = explainers.get("integrated_gradients")
+    assert spec.resolve({})["n_steps"] == 32
+    assert spec.resolve({"n_steps": 10.0})["n_steps"] == 10
+    for bad in ({"n_steps": -1}, {"n_steps": 2.5}, {"n_steps": float("nan")}, {"baseline": "nope"}, {"colour": 1}):
+        with pytest.raises(ParameterError):
+            spec.resolve(bad)
+
+
+def test_every_method_has_metadata_the_ui_needs():
+    for name in explainers.names():
+        spec = explainers.get(name)
+        assert spec.family in explainers.FAMILIES and spec.paper and spec.library and spec.title
+        fwd, fb = spec.cost(spec.defaults(), 224, 224, 1280)
+        assert fwd >= 0 and fb >= 0
+        for p in spec.params:
+            assert p.check(p.default) == p.default
+    assert len(explainers.default_methods()) >= 6
