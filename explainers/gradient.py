@@ -101,7 +101,9 @@ def integrated_gradients(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_
     return channel_sum(attr)
 
 
-def _noise_tunnel(ctx: Context, x: torch.Tensor, target: torch.Tensor, kind: str, n_samples: int, noise_level: float, seed: int, batch_size: int) -> torch.Tensor:
+def _noise_tunnel(
+    ctx: Context, x: torch.Tensor, target: torch.Tensor, kind: str, n_samples: int, noise_level: float, seed: int, batch_size: int
+) -> torch.Tensor:
     nt = NoiseTunnel(Saliency(ctx.model))
     with seeded(seed, x.device):
         return nt.attribute(

@@ -126,7 +126,9 @@ _SURROGATE_PARAMS = (
 )
 
 
-def _surrogate(cls: type, ctx: Context, x: torch.Tensor, target: torch.Tensor, n_segments: int, compactness: float, n_samples: int, seed: int, batch_size: int) -> torch.Tensor:
+def _surrogate(
+    cls: type, ctx: Context, x: torch.Tensor, target: torch.Tensor, n_segments: int, compactness: float, n_samples: int, seed: int, batch_size: int
+) -> torch.Tensor:
     seg = superpixels(x, n_segments, compactness)
     found = int(seg.flatten(1).amax(1).min()) + 1
     if found < 2:

@@ -323,9 +323,7 @@ def load_torchscript(
             out = model(torch.zeros(1, 3, input_size, input_size, device=DEVICE))
     except Exception as exc:
         msg = str(exc).strip().splitlines()
-        raise ModelFileError(
-            f"The model fails on a 1x3x{input_size}x{input_size} input: {(msg[-1] if msg else type(exc).__name__)[:300]}"
-        ) from exc
+        raise ModelFileError(f"The model fails on a 1x3x{input_size}x{input_size} input: {(msg[-1] if msg else type(exc).__name__)[:300]}") from exc
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelFileError(f"The model must return logits of shape [batch, classes]; it returned {shape}.")

@@ -118,7 +118,16 @@ def _method_params(methods: list[str]) -> dict[str, tuple[tuple[str, object], ..
                         elif isinstance(p.default, int):
                             st.number_input(p.name, min_value=int(p.low), max_value=int(p.high), value=p.default, step=int(p.step or 1), key=key, help=p.help)
                         else:
-                            st.number_input(p.name, min_value=float(p.low), max_value=float(p.high), value=float(p.default), step=float(p.step or 0.01), format="%g", key=key, help=p.help)
+                            st.number_input(
+                                p.name,
+                                min_value=float(p.low),
+                                max_value=float(p.high),
+                                value=float(p.default),
+                                step=float(p.step or 0.01),
+                                format="%g",
+                                key=key,
+                                help=p.help,
+                            )
     for m in methods:
         spec = explainers.get(m)
         out[m] = tuple((p.name, st.session_state.get(S.param_key(m, p.name), p.default)) for p in spec.params)
@@ -153,7 +162,9 @@ def _tile(result: cache.MapResult, image: np.ndarray, opts: dict) -> np.ndarray:
 # ---------------------------------------------------------------------------------- compute
 
 
-def _compute(jobs: list[tuple[str, str, torch.Tensor, int]], methods: list[str], params: dict, model_key: str, loaded: zoo.LoadedModel) -> dict[tuple[str, str], cache.MapResult]:
+def _compute(
+    jobs: list[tuple[str, str, torch.Tensor, int]], methods: list[str], params: dict, model_key: str, loaded: zoo.LoadedModel
+) -> dict[tuple[str, str], cache.MapResult]:
     """Every (image, method) map, cached; a progress bar while anything is computed."""
     results = {}
     total = len(jobs) * len(methods)
@@ -179,7 +190,7 @@ def _draw_rows(rows: list[tuple[str, np.ndarray, list[tuple[str, cache.MapResult
         fig_tiles = []
         for start in range(0, len(cells), MAX_COLS):
             cols = st.columns(MAX_COLS)
-            for col, (title, res) in zip(cols, cells[start : start + MAX_COLS]):
+            for col, (title, res) in zip(cols, cells[start : start + MAX_COLS], strict=False):
                 with col:
                     if res is None:
                         st.image((image * 255).astype(np.uint8), caption=title, width="stretch")

@@ -1,0 +1,119 @@
+"""The Compare page driven by Streamlit's AppTest (no browser)."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import explainers
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    st.cache_data.clear()
+    yield
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=240)
+
+
+def _tiles(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+def _images(at: AppTest) -> int:
+    return len(at.get("image"))
+
+
+def test_default_render_shows_the_default_grid_on_efficientnet():
+    at = _app().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="model_name").value == "efficientnet_lite0"
+    assert at.selectbox(key="image_name").value == "chelsea"
+    assert at.multiselect(key="methods").value == explainers.default_methods()
+    md = " ".join(m.value for m in at.markdown)
+    assert "target 282: tiger cat" in md  # predicted class of the cat photo is the default target
+    assert not at.warning, [w.value for w in at.warning]
+    assert _images(at) == 2 + len(explainers.default_methods())  # cropped input + grid input + one tile per method
+    # a display option redraws from the cache: no recomputation, same runtimes shown
+    start = time.perf_counter()
+    at.radio(key="view").set_value("Heatmap").run()
+    assert not at.exception
+    assert time.perf_counter() - start < 30  # generous: AppTest overhead; the benchmark reports the real figure
+
+
+def test_switch_model_image_and_methods():
+    at = _app().run()
+    at.selectbox(key="model_name").set_value("synthetic_shapes").run()
+    at.selectbox(key="image_name").set_value("shapes: triangle").run()
+    at.multiselect(key="methods").set_value(["saliency", "cam", "gradcam", "lrp_epsilon_plus", "random"]).run()
+    assert not at.exception, at.exception
+    md = " ".join(m.value for m in at.markdown)
+    assert "triangle" in md
+    assert _images(at) == 2 + 5
+    assert not at.warning
+
+
+def test_methods_by_images_mode_has_a_row_per_image():
+    at = _app().run()
+    at.selectbox(key="model_name").set_value("synthetic_shapes").run()
+    at.radio(key="grid_mode").set_value("Methods × images").run()
+    at.multiselect(key="image_names").set_value(["shapes: circle", "shapes: cross", "shapes: square"]).run()
+    at.multiselect(key="methods").set_value(["saliency", "gradcam"]).run()
+    assert not at.exception
+    assert _images(at) == 3 * (1 + 2)
+
+
+def test_a_method_that_cannot_apply_says_why_in_its_tile_while_the_rest_render():
+    at = _app().run()
+    at.selectbox(key="model_name").set_value("synthetic_shapes").run()
+    at.multiselect(key="methods").set_value(["saliency", "lime"]).run()
+    at.number_input(key="param::lime::n_segments").set_value(4).run()
+    assert not at.exception
+    texts = [w.value for w in at.warning]
+    assert any("LIME" in t and "superpixel" in t for t in texts), texts
+    assert _images(at) == 2 + 1
+
+
+def _png_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((80, 120, 3), 200, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upload_of_a_bad_file_gives_a_message_and_a_good_one_is_used():
+    at = _app().run()
+    at.selectbox(key="model_name").set_value("synthetic_shapes").run()
+    at.file_uploader(key="image_upload").set_value([("notes.png", b"this is not a png", "image/png")]).run()
+    assert not at.exception
+    assert any("notes.png" in e.value and "not an image" in e.value for e in at.error)
+    at.file_uploader(key="image_upload").set_value([("grey.png", _png_bytes(), "image/png")]).run()
+    assert not at.exception
+    assert at.selectbox(key="image_name").value.startswith("upload: grey.png")
+
+
+def test_missing_weights_are_explained_not_a_traceback(monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    at = _app().run()
+    at.selectbox(key="model_name").set_value("vgg16").run()
+    assert not at.exception
+    assert any("vgg16-397923af.pth" in e.value for e in at.error)
+
+
+def test_methods_page_lists_every_method():
+    at = _app().run()
+    at.switch_page("app_pages/methods.py").run()
+    assert not at.exception
+    assert len(at.dataframe[0].value) == len(explainers.names())
