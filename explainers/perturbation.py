@@ -39,7 +39,7 @@ def _occlusion_windows(p: dict, h: int, w: int) -> int:
     params=(
         Param("window", 0.125, 0.02, 1.0, 0.005, help="patch side as a share of the image side"),
         Param("stride", 0.0625, 0.01, 1.0, 0.005, help="step as a share of the image side"),
-        Param("batch_size", 8, 1, 1024, 1, help="occluded images per forward"),
+        Param("batch_size", 16, 1, 1024, 1, help="occluded images per forward"),
     ),
     cost=lambda p, h, w, k: (1 + _occlusion_windows(p, h, w), 0),
 )

@@ -1,0 +1,1 @@
+"""Quantitative metrics (deletion/insertion, sanity checks, sensitivity): filled by the metric issues."""
