@@ -3,16 +3,15 @@
 A spec is the timm ``PretrainedCfg`` idea: builder, preprocessing, class names, the default
 layer for CAM methods and what LRP needs. ``load_model(name)`` returns a ``LoadedModel``:
 eval mode, on ``core.DEVICE``, parameters frozen (``requires_grad=False``, so attribution
-never writes ``.grad`` into a shared model), with a lock that every hook-using method holds.
+never writes ``.grad`` into a shared model). Hook-using methods hold ``explainers.model_lock``.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -72,7 +71,6 @@ class LoadedModel:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     title: str = ""
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> normalized tensor [1,3,S,S] on the model's device (resize, centre crop)."""
