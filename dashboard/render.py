@@ -10,7 +10,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 SIGNED_CMAPS = ["RdBu_r", "bwr", "coolwarm", "seismic", "PiYG"]
 ABS_CMAPS = ["inferno", "viridis", "magma", "jet", "hot", "gray", "turbo"]
@@ -92,8 +91,3 @@ def maps_npz(maps: dict[str, np.ndarray], **meta: str) -> bytes:
     arrays.update({f"meta_{k}": np.array(v) for k, v in meta.items()})
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
-
-
-def pil_to_unit(image: Image.Image) -> np.ndarray:
-    """PIL -> float [H,W,3] in [0,1]."""
-    return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0

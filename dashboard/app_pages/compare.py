@@ -242,7 +242,7 @@ def page() -> None:
         top = np.argsort(-probs)[:5]
         left, right = st.columns([1, 2])
         with left:
-            st.image(render.pil_to_unit(_cropped(loaded, image)), caption=f"{image_key} (as the model sees it)", width="stretch")
+            st.image(_unit(loaded, x), caption=f"{image_key} (as the model sees it)", width="stretch")
         with right:
             st.markdown("**Top-5 predictions**")
             st.dataframe(
@@ -272,7 +272,7 @@ def page() -> None:
     results = _compute(jobs, methods, params, model_key, loaded)
     rows = []
     for image_key, label, x, target in jobs:
-        unit = loaded.denormalize(x)[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
+        unit = _unit(loaded, x)
         title = label if st.session_state[S.MODE] != "One image" else f"{image_key} → target {target}: {loaded.classes[target]}"
         rows.append((title, unit, [(explainers.get(m).title, results[(image_key, m)]) for m in methods]))
     fig_rows = _draw_rows(rows, opts)
@@ -290,9 +290,9 @@ def page() -> None:
         )
 
 
-def _cropped(loaded: zoo.LoadedModel, image: Image.Image) -> Image.Image:
-    unit = loaded.to_unit(image)[0].permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray((unit * 255).round().astype(np.uint8))
+def _unit(loaded: zoo.LoadedModel, x: torch.Tensor) -> np.ndarray:
+    """The preprocessed image as the model sees it: float [H,W,3] in [0,1] (no second resize)."""
+    return loaded.denormalize(x)[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
 
 
 page()
