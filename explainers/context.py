@@ -198,6 +198,11 @@ class _Tracer(fx.Tracer):
         return isinstance(m, _LEAVES) or super().is_leaf_module(m, qualname)
 
 
+def trace(model: nn.Module) -> fx.GraphModule:
+    """A torch.fx GraphModule of ``model`` (standard layers and their subclasses kept as leaves); shares its modules."""
+    return fx.GraphModule(model, _Tracer().trace(model))
+
+
 _CANONICAL: weakref.WeakKeyDictionary[nn.Module, fx.GraphModule] = weakref.WeakKeyDictionary()
 
 
@@ -245,8 +250,19 @@ def _build_canonical(model: nn.Module) -> fx.GraphModule:
                     summed = gm.graph.call_module(name, (stacked,))
                 node.replace_all_uses_with(summed)
                 gm.graph.erase_node(node)
-    modules = dict(gm.named_modules())
     # 3. fold BatchNorm into the convolution that feeds it (and only it)
+    fold_batchnorm(gm)
+    gm.graph.lint()
+    gm.recompile()
+    for p in gm.parameters():
+        p.requires_grad_(False)
+    return gm.eval()
+
+
+def fold_batchnorm(gm: fx.GraphModule) -> int:
+    """Fold every eval-mode BatchNorm2d fed only by a Conv2d into that conv, in place; returns how many."""
+    modules = dict(gm.named_modules())
+    folded = 0
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
             continue
@@ -258,11 +274,11 @@ def _build_canonical(model: nn.Module) -> fx.GraphModule:
         _fold_bn(modules[src.target], modules[node.target])
         node.replace_all_uses_with(src)
         gm.graph.erase_node(node)
+        folded += 1
     gm.graph.lint()
+    gm.delete_all_unused_submodules()
     gm.recompile()
-    for p in gm.parameters():
-        p.requires_grad_(False)
-    return gm.eval()
+    return folded
 
 
 @torch.no_grad()
