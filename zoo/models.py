@@ -14,13 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 from torch import nn
 
 from core import DEVICE, Registry
-from core.errors import ModelFileError, ModelUnavailable
+from core.errors import ImageError, ModelFileError, ModelUnavailable
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -82,6 +83,22 @@ class LoadedModel:
         img = TF.resize(img, self.resize, antialias=True)
         img = TF.center_crop(img, [self.input_size, self.input_size])
         return TF.to_tensor(img).unsqueeze(0).to(DEVICE)
+
+    def preprocess_mask(self, mask: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """A ground-truth mask [H,W] of the original image -> bool [1,S,S] aligned with ``preprocess`` (nearest resize, centre crop)."""
+        arr = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(np.uint8) * 255
+        img = (
+            Image.fromarray(
+                arr,
+            )
+            if arr.ndim == 2
+            else None
+        )
+        if img is None:
+            raise ImageError(f"a mask must be 2-D; got shape {arr.shape}")
+        img = TF.resize(img, self.resize, interpolation=TF.InterpolationMode.NEAREST)
+        img = TF.center_crop(img, [self.input_size, self.input_size])
+        return (TF.pil_to_tensor(img)[0] > 127).unsqueeze(0).to(DEVICE)
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [0,1] [B,3,H,W] -> the model's input space."""
