@@ -15,6 +15,7 @@ from dashboard import state  # noqa: E402
 
 st.set_page_config(page_title="Attribution dashboard", page_icon="🔍", layout="wide")
 state.init()
+state.persist()
 PAGES = Path(__file__).parent / "app_pages"
 st.navigation(
     [

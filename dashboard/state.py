@@ -52,6 +52,19 @@ def init() -> None:
         st.session_state[METHODS] = explainers.default_methods()
 
 
+def persist() -> None:
+    """Keep widget values across pages: Streamlit drops the value of a widget that a run does not draw,
+    unless it was last set through session state (the documented workaround)."""
+    for key in list(st.session_state):
+        if isinstance(key, str) and (key in DEFAULTS or key.startswith(("param::", "target::", "faith::"))):
+            st.session_state[key] = st.session_state[key]
+
+
+def unless_set(key: str, **default: Any) -> dict[str, Any]:
+    """A widget's default value argument, left out once the key has a value (avoids Streamlit's double-default warning)."""
+    return {} if key in st.session_state else default
+
+
 def param_key(method: str, param: str) -> str:
     """Widget key of one method parameter."""
     return f"param::{method}::{param}"
