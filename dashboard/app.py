@@ -20,6 +20,7 @@ PAGES = Path(__file__).parent / "app_pages"
 st.navigation(
     [
         st.Page(PAGES / "compare.py", title="Compare", icon="🖼️", default=True),
+        st.Page(PAGES / "faithfulness.py", title="Faithfulness", icon="📉"),
         st.Page(PAGES / "methods.py", title="Methods", icon="📚"),
     ]
 ).run()

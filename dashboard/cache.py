@@ -17,6 +17,7 @@ import streamlit as st
 import torch
 
 import explainers
+import metrics
 import zoo
 from core.errors import InputError
 
@@ -75,3 +76,73 @@ def attribution(
     except Exception as exc:  # a method failing on one model must not break the grid
         log.exception("%s failed on %s", method, model_key)
         return MapResult(method, None, time.perf_counter() - start, f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+@dataclass(frozen=True)
+class Curves:
+    """One method's deletion and insertion curves (float [N]) and AUCs, or the reason they are missing."""
+
+    method: str
+    deletion: np.ndarray | None
+    insertion: np.ndarray | None
+    deletion_auc: float
+    insertion_auc: float
+    pixels: np.ndarray | None
+    seconds: float
+    engine: str = ""
+    error: str | None = None
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def curves(
+    model_key: str,
+    image_key: str,
+    method: str,
+    params: tuple[tuple[str, object], ...],
+    target: int,
+    step: int,
+    substrate: str,
+    compile: bool,
+    _model: zoo.LoadedModel,
+    _x: torch.Tensor,
+    _map: np.ndarray,
+) -> Curves:
+    """Deletion and insertion of one method's map (keyed like ``attribution`` plus the curve settings)."""
+    start = time.perf_counter()
+    try:
+        amap = torch.from_numpy(_map).unsqueeze(0).to(_x.device)
+        res = metrics.deletion_insertion(_model, _x, {method: amap}, target, step=step, substrate=substrate, compile=compile)
+        return Curves(
+            method,
+            res.deletion[method][0].numpy(),
+            res.insertion[method][0].numpy(),
+            float(res.deletion_auc[method][0]),
+            float(res.insertion_auc[method][0]),
+            res.pixels.numpy(),
+            time.perf_counter() - start,
+            res.engine,
+        )
+    except InputError as exc:
+        return Curves(method, None, None, float("nan"), float("nan"), None, time.perf_counter() - start, error=str(exc))
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def metric_score(
+    model_key: str,
+    image_key: str,
+    method: str,
+    params: tuple[tuple[str, object], ...],
+    target: int,
+    metric: str,
+    metric_params: tuple[tuple[str, object], ...],
+    _model: zoo.LoadedModel,
+    _x: torch.Tensor,
+    _map: np.ndarray,
+    _mask: torch.Tensor | None,
+) -> float | str:
+    """One registered metric's score of one method's map, or the reason it could not be computed (a string)."""
+    try:
+        amap = torch.from_numpy(_map).unsqueeze(0).to(_x.device)
+        return float(metrics.score(metric, _model, _x, target, {method: amap}, mask=_mask, **dict(metric_params))[method][0])
+    except InputError as exc:
+        return str(exc)

@@ -53,8 +53,9 @@ __all__ = [
 
 
 def names() -> list[str]:
-    """Every registered metric, in registration order."""
-    return METRICS.names()
+    """Every registered metric: faithfulness, then localization, then complexity (registration order within)."""
+    order = list(CATEGORIES)
+    return sorted(METRICS.names(), key=lambda n: order.index(METRICS.get(n).category))
 
 
 def get(name: str) -> MetricSpec:

@@ -135,6 +135,11 @@ def _want_compile(compile: bool | None, forwards: int) -> bool:
     return forwards >= COMPILE_MIN_FORWARDS
 
 
+def should_compile(forwards: int) -> bool:
+    """Whether a job of ``forwards`` forward passes compiles by default (``XAI_COMPILE`` overrides)."""
+    return _want_compile(None, forwards)
+
+
 def fast_forward(model: nn.Module, sample: torch.Tensor, *, batch_size: int | None = None, compile: bool | None = None, forwards: int = 0) -> FastForward:
     """The cached fast path of ``model`` for inputs shaped like ``sample`` [B,C,H,W].
 

@@ -75,18 +75,22 @@ def image_set(loaded: Any, spec: str | Sequence[str]) -> tuple[list[Item], list[
         return items, warnings
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     samples = zoo.sample_images()
-    masks = zoo.sample_masks()
     unknown = [n for n in names if n not in samples]
     if unknown or not names:
         raise ParameterError(f"unknown image(s) {', '.join(unknown) or '(none given)'}; samples: {', '.join(samples)}, a folder, or synthetic:N")
+    return items_from_images(loaded, {n: samples[n] for n in names}, zoo.sample_masks()), warnings
+
+
+def items_from_images(loaded: Any, images: dict[str, Any], masks: dict[str, np.ndarray] | None = None) -> list[Item]:
+    """Items from PIL images by name; a synthetic sample ("shapes: <class>") gets its label, and its mask when ``masks`` has it."""
+    masks = masks or {}
+    classes = getattr(loaded, "classes", None) or []
     items = []
-    for n in names:
-        label = None
-        if n.startswith("shapes: ") and getattr(loaded, "classes", None) and n[8:] in loaded.classes:
-            label = loaded.classes.index(n[8:])
+    for n, img in images.items():
+        label = classes.index(n[8:]) if n.startswith("shapes: ") and n[8:] in classes else None
         mask = loaded.preprocess_mask(masks[n]) if n in masks else None
-        items.append(Item(n, loaded.preprocess(samples[n]), label, mask))
-    return items, warnings
+        items.append(Item(n, loaded.preprocess(img), label, mask))
+    return items
 
 
 def evaluate(

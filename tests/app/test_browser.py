@@ -73,3 +73,40 @@ def test_the_compare_page_renders_the_grid_in_a_real_browser(server):
         browser.close()
     shutil.copy(shot, SHOTS / "latest.png")
     print(f"\nscreenshot saved to {shot}")
+
+
+def _pick(page, label: str, option: str) -> None:
+    """Choose ``option`` in the sidebar selectbox labelled ``label``, as a user does (click, then click the option)."""
+    box = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text=label).first
+    box.click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def test_the_faithfulness_page_renders_curves_scrubber_and_leaderboard(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        page.goto(server + "/faithfulness")
+        page.wait_for_selector("text=Pixels per step", timeout=240_000)
+        _pick(page, "Model", "Synthetic shapes CNN")
+        page.wait_for_timeout(1000)
+        _pick(page, "Image", "shapes: square")
+        page.wait_for_selector("text=Download the scores (CSV)", timeout=240_000)
+        page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=60_000)
+        # one line per method and curve in the plot, drawn by plotly in the browser
+        assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 2 * 2
+        assert page.get_by_text("Deletion (lower AUC is better)").count() >= 1
+        assert page.get_by_text("What the model sees at each step").count() == 1
+        shot = SHOTS / "faithfulness.png"
+        page.screenshot(path=str(shot), full_page=True)
+        page.get_by_role("button", name="Run the leaderboard").click()
+        page.wait_for_selector("text=Download the summary (CSV)", timeout=240_000)
+        page.wait_for_timeout(1500)  # let plotly draw the bars and the heat map
+        assert page.locator(".js-plotly-plot").count() == 3
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(SHOTS / "leaderboard.png"), full_page=True)
+        browser.close()
+    print(f"\nscreenshot saved to {shot}")
