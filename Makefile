@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements.txt
 PORT ?= 8501
+# The benchmarks' own environment: sees .venv's packages (a .pth file) plus the peers in requirements-bench.txt
+BENCH := .venv-bench
+BENCH_STAMP := $(BENCH)/.installed-requirements-bench.txt
 
 .PHONY: run test lint bench train-synthetic browser clean
 
@@ -28,11 +31,18 @@ test: $(STAMP) browser
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP)
-	$(PY) benchmarks/explainers.py
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	@test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
+	@$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > "$$($(BENCH)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/project-venv.pth"
+	$(BENCH)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@cp requirements-bench.txt $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH)/bin/python benchmarks/explainers.py
+	$(BENCH)/bin/python benchmarks/faithfulness.py
 
 train-synthetic: $(STAMP)
 	$(PY) -m zoo.train_synthetic
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH) .pytest_cache .ruff_cache

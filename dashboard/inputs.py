@@ -115,7 +115,15 @@ def method_params(methods: list[str]) -> dict[str, tuple[tuple[str, object], ...
                         elif isinstance(p.default, bool):
                             st.checkbox(p.name, key=key, help=p.help, **S.unless_set(key, value=p.default))
                         elif isinstance(p.default, int):
-                            st.number_input(p.name, min_value=int(p.low), max_value=int(p.high), step=int(p.step or 1), key=key, help=p.help, **S.unless_set(key, value=p.default))
+                            st.number_input(
+                                p.name,
+                                min_value=int(p.low),
+                                max_value=int(p.high),
+                                step=int(p.step or 1),
+                                key=key,
+                                help=p.help,
+                                **S.unless_set(key, value=p.default),
+                            )
                         else:
                             st.number_input(
                                 p.name,
@@ -150,7 +158,6 @@ def compute(
     if bar is not None:
         bar.empty()
     return results
-
 
 
 def sidebar() -> tuple[str, zoo.LoadedModel, dict[str, Image.Image]] | None:

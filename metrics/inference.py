@@ -37,11 +37,12 @@ COMPILE_MIN_FORWARDS = 3000
 CPU_BATCHES = (1, 2, 4, 8, 16, 32)
 CUDA_BATCHES = (8, 16, 32, 64, 128, 256)
 TOLERANCE = 1e-4
-# Compiled kernels pay off from a few images per call: on the 2-core CPU, EfficientNet-Lite0 compiled
-# runs 11.7 / 10.4 / 7.3 / 15.1 ms per image at batch 1 / 2 / 4 / 8 (eager folded: about 13-20 ms).
-# Compiling at several sizes to measure would cost a compile each, so the compiled batch is the
-# measured eager best, raised to this floor.
-COMPILED_MIN_BATCH = 4
+# The compiled batch on a CPU. Measured on the 2-core CPU for EfficientNet-Lite0 (static shapes,
+# frozen weights): 11.7 / 10.4 / 7.3 / 15.1 ms per image at batch 1 / 2 / 4 / 8, while eager's best
+# moves between 1 and 8 from run to run. Measuring at run time would cost one compile (20-50 s) per
+# candidate, and dynamic shapes compile slower and run 9.0 ms at batch 4, so the CPU value is fixed
+# here (override: XAI_COMPILED_BATCH); on CUDA the compiled batch is eager's measured best.
+COMPILED_CPU_BATCH = int(os.environ.get("XAI_COMPILED_BATCH", "4"))
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, FastForward]] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
@@ -161,7 +162,7 @@ def fast_forward(model: nn.Module, sample: torch.Tensor, *, batch_size: int | No
         bs = batch_size or _measure_batch(eager, sample, candidates)
         ff = FastForward(eager, bs, folded=folded)
     if want:
-        ff = _compiled(ff, sample, batch_size or max(ff.batch_size, COMPILED_MIN_BATCH if not sample.is_cuda else 1))
+        ff = _compiled(ff, sample, batch_size or (ff.batch_size if sample.is_cuda else COMPILED_CPU_BATCH))
     with _CACHE_LOCK:
         _CACHE[model][key] = ff
     return ff

@@ -128,11 +128,23 @@ def _current_image(model_key: str, loaded: zoo.LoadedModel, images: dict, method
         st.session_state[EXTRA] = [k for k in st.session_state[EXTRA] if k in others]
     c1, c2, c3 = st.columns([1, 1, 2])
     with c1:
-        st.number_input("Pixels per step", min_value=1, max_value=h * w, step=1, key=STEP, help=f"{h}: one row's worth; 224 at 224 px is the paper's setting (225 points)", **S.unless_set(STEP, value=224))
+        st.number_input(
+            "Pixels per step",
+            min_value=1,
+            max_value=h * w,
+            step=1,
+            key=STEP,
+            help=f"{h}: one row's worth; 224 at 224 px is the paper's setting (225 points)",
+            **S.unless_set(STEP, value=224),
+        )
     with c2:
-        st.selectbox("Deletion substrate", ["zero", "blur", "mean"], key=SUBSTRATE, help="what deleted pixels become (zero: in the normalized input space, as in RISE)")
+        st.selectbox(
+            "Deletion substrate", ["zero", "blur", "mean"], key=SUBSTRATE, help="what deleted pixels become (zero: in the normalized input space, as in RISE)"
+        )
     with c3:
-        st.multiselect("More metrics for this image", others, key=EXTRA, format_func=lambda k: metrics.get(k).title, placeholder="ROAD, infidelity, complexity...")
+        st.multiselect(
+            "More metrics for this image", others, key=EXTRA, format_func=lambda k: metrics.get(k).title, placeholder="ROAD, infidelity, complexity..."
+        )
     step, substrate = int(st.session_state[STEP]), st.session_state[SUBSTRATE]
     extra_names = [k for k in st.session_state[EXTRA] if k in others]
     if not methods:
@@ -179,12 +191,21 @@ def _current_image(model_key: str, loaded: zoo.LoadedModel, images: dict, method
         spec = metrics.get(k)
         st.caption(f"{spec.title} ({spec.direction}; {spec.paper}): {spec.conventions}")
     table = _scores_table(results, extra)
-    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if c not in ("method", "curve seconds")})
-    st.download_button("Download the scores (CSV)", _csv(table.assign(image=image_key, target=target, step=step, substrate=substrate)), file_name="faithfulness_scores.csv", mime="text/csv")
+    st.dataframe(
+        table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if c not in ("method", "curve seconds")}
+    )
+    st.download_button(
+        "Download the scores (CSV)",
+        _csv(table.assign(image=image_key, target=target, step=step, substrate=substrate)),
+        file_name="faithfulness_scores.csv",
+        mime="text/csv",
+    )
     st.caption(f"Inference path: {results[0].engine}" if results[0].engine else "")
 
     st.subheader("What the model sees at each step")
-    st.slider("Step", 0, n_points - 1, key=POINT, help="k: the top k × step pixels are replaced (deletion) or restored (insertion)", **S.unless_set(POINT, value=0))
+    st.slider(
+        "Step", 0, n_points - 1, key=POINT, help="k: the top k × step pixels are replaced (deletion) or restored (insertion)", **S.unless_set(POINT, value=0)
+    )
     _scrubber(results, maps, loaded, x, step, substrate, min(int(st.session_state[POINT]), n_points - 1))
 
 
@@ -193,7 +214,9 @@ def _current_image(model_key: str, loaded: zoo.LoadedModel, images: dict, method
 
 def _leaderboard(model_key: str, loaded: zoo.LoadedModel, images: dict, methods: list[str], params: dict) -> None:
     st.header("Leaderboard")
-    st.caption("Every chosen method scored on a set of images: mean with a 95% percentile-bootstrap interval over images, rank per metric, and the agreement of the metrics' rankings (Kendall τ). Target: the label where the set has one, else the top prediction.")
+    st.caption(
+        "Every chosen method scored on a set of images: mean with a 95% percentile-bootstrap interval over images, rank per metric, and the agreement of the metrics' rankings (Kendall τ). Target: the label where the set has one, else the top prediction."
+    )
     st.radio("Images", ["Sample images", "Synthetic shapes (with masks)"], key=LB_SOURCE, horizontal=True)
     synthetic = st.session_state[LB_SOURCE].startswith("Synthetic")
     if synthetic:
@@ -227,10 +250,26 @@ def _leaderboard(model_key: str, loaded: zoo.LoadedModel, images: dict, methods:
 
         metric_params = {"deletion": {"step": step, "substrate": substrate}, "insertion": {"step": step}}
         method_params = {m: dict(params[m]) for m in methods}
-        rows = evaluate(loaded, items, methods, chosen_metrics, metric_params={k: v for k, v in metric_params.items() if k in chosen_metrics}, method_params=method_params, progress=progress)
+        rows = evaluate(
+            loaded,
+            items,
+            methods,
+            chosen_metrics,
+            metric_params={k: v for k, v in metric_params.items() if k in chosen_metrics},
+            method_params=method_params,
+            progress=progress,
+        )
         bar.empty()
         summary = summarize(rows)
-        st.session_state[LB_RESULT] = {"model": model_key, "rows": rows, "summary": summary, "agreement": agreement(summary), "images": len(items), "step": step, "substrate": substrate}
+        st.session_state[LB_RESULT] = {
+            "model": model_key,
+            "rows": rows,
+            "summary": summary,
+            "agreement": agreement(summary),
+            "images": len(items),
+            "step": step,
+            "substrate": substrate,
+        }
     result = st.session_state.get(LB_RESULT)
     if not result:
         return
@@ -243,12 +282,17 @@ def _leaderboard(model_key: str, loaded: zoo.LoadedModel, images: dict, methods:
     summary["method"] = summary["method"].map(_title)
     summary["metric"] = summary["metric"].map(lambda k: f"{metrics.get(k).title} {'↑' if metrics.get(k).higher_is_better else '↓'}")
     st.markdown(f"**{result['images']} images**, {result['step']} pixels per step, substrate {result['substrate']}")
-    wide = summary.assign(cell=summary.apply(lambda r: f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] #{int(r['rank']) if pd.notna(r['rank']) else '-'}", axis=1))
+    wide = summary.assign(
+        cell=summary.apply(lambda r: f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] #{int(r['rank']) if pd.notna(r['rank']) else '-'}", axis=1)
+    )
     table = wide.pivot(index="method", columns="metric", values="cell")
     order = list(dict.fromkeys(summary["metric"]))  # registry order: deletion, insertion, ...
     methods_order = [_title(m) for m in methods if _title(m) in table.index] + [m for m in table.index if m not in {_title(x) for x in methods}]
     st.dataframe(table.loc[methods_order, order], column_config={"method": st.column_config.TextColumn("method")})
-    st.caption("Each cell: mean [95% bootstrap interval] #rank. " + " ".join(f"{metrics.get(k).title}: {metrics.get(k).conventions}." for k in dict.fromkeys(r["metric"] for r in result["summary"])))
+    st.caption(
+        "Each cell: mean [95% bootstrap interval] #rank. "
+        + " ".join(f"{metrics.get(k).title}: {metrics.get(k).conventions}." for k in dict.fromkeys(r["metric"] for r in result["summary"]))
+    )
     fig = go.Figure()
     for k, grp in summary.groupby("metric", sort=False):
         fig.add_trace(
@@ -265,8 +309,24 @@ def _leaderboard(model_key: str, loaded: zoo.LoadedModel, images: dict, methods:
     ks, tau = result["agreement"]
     if len(ks) >= 2:
         titles = [metrics.get(k).title for k in ks]
-        heat = go.Figure(go.Heatmap(z=tau, x=titles, y=titles, zmin=-1, zmax=1, colorscale="RdBu", text=np.round(tau, 2), texttemplate="%{text}", hovertemplate="%{y} vs %{x}: τ = %{z:.2f}<extra></extra>"))
-        heat.update_layout(height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Do the metrics agree on the ranking? (Kendall τ, oriented: +1 = same order of merit)")
+        heat = go.Figure(
+            go.Heatmap(
+                z=tau,
+                x=titles,
+                y=titles,
+                zmin=-1,
+                zmax=1,
+                colorscale="RdBu",
+                text=np.round(tau, 2),
+                texttemplate="%{text}",
+                hovertemplate="%{y} vs %{x}: τ = %{z:.2f}<extra></extra>",
+            )
+        )
+        heat.update_layout(
+            height=360,
+            margin={"l": 10, "r": 10, "t": 30, "b": 10},
+            title="Do the metrics agree on the ranking? (Kendall τ, oriented: +1 = same order of merit)",
+        )
         st.plotly_chart(heat, key="lb_tau")
     c1, c2 = st.columns(2)
     with c1:
