@@ -189,13 +189,13 @@ def deletion_insertion(
         # group's images straight into the batch from its rank row (no per-job gathers of images)
         group = (sl[:, 0] * n_m + sl[:, 1]) * b + sl[:, 2]
         _, sizes = torch.unique_consecutive(group, return_counts=True)
-        start = 0
+        at = 0
         for n in sizes.tolist():
-            cj, mj, bj = sl[start, :3].tolist()
-            k = inner[sl[start : start + n, 3]]
+            cj, mj, bj = sl[at, :3].tolist()
+            k = inner[sl[at : at + n, 3]]
             keep = (ranks[mj, bj].unsqueeze(0) < counts[k].unsqueeze(1)).view(n, 1, h, w)
-            torch.where(keep, fill_stack[cj, bj].unsqueeze(0), base_stack[cj, bj].unsqueeze(0), out=batch[start : start + n])
-            start += n
+            torch.where(keep, fill_stack[cj, bj].unsqueeze(0), base_stack[cj, bj].unsqueeze(0), out=batch[at : at + n])
+            at += n
         cj, mj, bj, kj = sl.unbind(1)
         values[cj, mj, bj, inner[kj]] = ff.probability(batch, t[bj])
         done += sl.shape[0]

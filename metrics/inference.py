@@ -46,6 +46,7 @@ COMPILED_CPU_BATCH = int(os.environ.get("XAI_COMPILED_BATCH", "4"))
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, FastForward]] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
+_BUILD_LOCK = threading.Lock()  # one build (copy, measurement, compile) at a time: two sessions never compile twice
 
 
 class FastForward:
@@ -150,22 +151,40 @@ def fast_forward(model: nn.Module, sample: torch.Tensor, *, batch_size: int | No
     """
     want = _want_compile(compile, forwards) and not isinstance(model, torch.jit.ScriptModule)
     key = (tuple(sample.shape[1:]), str(sample.device), batch_size)
-    with _CACHE_LOCK:
-        per_model = _CACHE.setdefault(model, {})
-        ff = per_model.get(key)
-    if ff is not None and (ff.compiled is not None or not want or "compile failed" in ff.note):
+    ff = _cached(model, key, want)
+    if ff is not None:
         return ff
-    if ff is None:
-        eager, folded = inference_copy(model)
-        eager = eager.to(sample.device)
-        candidates = CUDA_BATCHES if sample.is_cuda else CPU_BATCHES
-        bs = batch_size or _measure_batch(eager, sample, candidates)
-        ff = FastForward(eager, bs, folded=folded)
-    if want:
-        ff = _compiled(ff, sample, batch_size or (ff.batch_size if sample.is_cuda else COMPILED_CPU_BATCH))
+    with _BUILD_LOCK:
+        ff = _cached(model, key, want)  # another session may have built it meanwhile
+        if ff is not None:
+            return ff
+        with _CACHE_LOCK:
+            ff = _CACHE.get(model, {}).get(key)
+        if ff is None:
+            eager, folded = inference_copy(model)
+            eager = eager.to(sample.device)
+            candidates = CUDA_BATCHES if sample.is_cuda else CPU_BATCHES
+            bs = batch_size or _measure_batch(eager, sample, candidates)
+            ff = FastForward(eager, bs, folded=folded)
+        if want:
+            ff = _compiled(ff, sample, batch_size or (ff.batch_size if sample.is_cuda else COMPILED_CPU_BATCH))
+        with _CACHE_LOCK:
+            _CACHE.setdefault(model, {})[key] = ff
+        return ff
+
+
+def _cached(model: nn.Module, key: tuple, want_compiled: bool) -> FastForward | None:
+    """The cached path if it serves the request (a compiled one serves every request)."""
     with _CACHE_LOCK:
-        _CACHE[model][key] = ff
-    return ff
+        ff = _CACHE.get(model, {}).get(key)
+    if ff is not None and (ff.compiled is not None or not want_compiled or "compile failed" in ff.note):
+        return ff
+    return None
+
+
+def is_ready(model: nn.Module, sample: torch.Tensor, *, compiled: bool) -> bool:
+    """Whether ``fast_forward`` would return at once (nothing to build or compile) for this model and input shape."""
+    return _cached(model, (tuple(sample.shape[1:]), str(sample.device), None), compiled) is not None
 
 
 def _compiled(ff: FastForward, sample: torch.Tensor, batch_size: int) -> FastForward:

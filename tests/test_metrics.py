@@ -285,3 +285,18 @@ def test_gini_and_entropy_by_hand() -> None:
     assert metrics.entropy(flat).item() == pytest.approx(math.log(n))
     assert metrics.entropy(one).item() == pytest.approx(0.0, abs=1e-7)
     assert metrics.entropy(two).item() == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+
+
+def test_paper_qualitative_check_rise_and_gradcam_beat_gradients_on_insertion(lite0) -> None:
+    """Petsiuk et al.: RISE and Grad-CAM above plain gradients on insertion (EfficientNet-Lite0, the cat photo)."""
+    import explainers
+    import zoo
+
+    x = lite0.preprocess(zoo.sample_images()["chelsea"])
+    t = int(lite0.predict(x)[0].argmax())
+    maps = {m: explainers.explain(m, lite0, x, t) for m in ("saliency", "gradcam", "rise")}
+    res = metrics.deletion_insertion(lite0, x, maps, t, step=1792, curves=("insertion",), compile=False)
+    ins = {m: float(v[0]) for m, v in res.insertion_auc.items()}
+    assert ins["rise"] > ins["saliency"] + 0.1 and ins["gradcam"] > ins["saliency"] + 0.02, ins
+    # 50176 / 1792 = 28 steps -> 29 points: 27 inner points per map, plus the image and the blurred image once
+    assert res.deletion is None and res.forwards == 3 * 27 + 2

@@ -19,7 +19,7 @@ from core.errors import InputError
 from dashboard import cache, inputs
 from dashboard import state as S
 from metrics.deletion_insertion import conventions
-from metrics.inference import should_compile
+from metrics.inference import is_ready, should_compile
 from metrics.leaderboard import agreement, evaluate, image_set, items_from_images, summarize
 
 STEP = "faith::step"
@@ -162,8 +162,10 @@ def _current_image(model_key: str, loaded: zoo.LoadedModel, images: dict, method
     compile_ = should_compile(len(ok) * 2 * max(n_points - 2, 0))
     bar = st.progress(0.0, text="Deletion and insertion curves...")
     results = []
+    first_build = not is_ready(loaded.model, x, compiled=compile_)
     for i, m in enumerate(ok):
-        bar.progress(i / len(ok), text=f"Deletion and insertion: {_title(m)} ({i + 1}/{len(ok)}, {2 * n_points} points each)")
+        note = " — preparing the fast forward path first (torch.compile: up to a minute, once per server)" if i == 0 and first_build and compile_ else ""
+        bar.progress(i / len(ok), text=f"Deletion and insertion: {_title(m)} ({i + 1}/{len(ok)}, {2 * n_points} points each){note}")
         results.append(cache.curves(model_key, image_key, m, params[m], target, step, substrate, compile_, loaded, x, maps[m]))
     extra: dict[str, dict[str, float | str]] = {k: {} for k in extra_names}
     total = len(extra_names) * len(ok)
