@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.checks import check_target, check_x
 from core.errors import InputError, ParameterError
 from explainers import cam, controls, gradient, perturbation, propagation  # noqa: F401  (registration)
 from explainers.context import Context, hook_count, model_lock
@@ -81,17 +82,6 @@ def _frozen(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def _as_target(target: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
-    t = torch.as_tensor(target, device=device).long().flatten()
-    if t.numel() == 1:
-        t = t.expand(batch)
-    if t.numel() != batch:
-        raise ParameterError(f"target has {t.numel()} entries for a batch of {batch}")
-    if (t < 0).any():
-        raise ParameterError("target class indices must be >= 0")
-    return t.contiguous()
-
-
 def explain(
     name: str,
     model: Any,
@@ -115,15 +105,9 @@ def explain(
     net: nn.Module = getattr(model, "model", model)
     if not isinstance(net, nn.Module):
         raise ParameterError("model must be a torch.nn.Module or a zoo.LoadedModel")
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
-        raise ParameterError("x must be a tensor of shape [B, C, H, W] with B >= 1")
-    if not torch.isfinite(x).all():
-        raise ParameterError("x contains NaN or Inf")
-    x = x.detach().float()
-    t = _as_target(target, x.shape[0], x.device)
+    x = check_x(x)
     classes = getattr(model, "classes", None)
-    if classes is not None and int(t.max()) >= len(classes):
-        raise ParameterError(f"target {int(t.max())} is out of range for {len(classes)} classes")
+    t = check_target(target, x.shape[0], x.device, None if classes is None else len(classes))
     bounds = None
     if hasattr(model, "normalize"):
         bounds = (model.normalize(torch.zeros(1, 3, 1, 1, device=x.device)), model.normalize(torch.ones(1, 3, 1, 1, device=x.device)))

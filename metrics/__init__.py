@@ -85,10 +85,8 @@ def score(
     net = as_module(model)
     x = check_x(x)
     checked, _ = check_maps(maps, x)
-    t = check_target(target, x.shape[0], x.device)
     classes = getattr(model, "classes", None)
-    if classes is not None and int(t.max()) >= len(classes):
-        raise ParameterError(f"target {int(t.max())} is out of range for {len(classes)} classes")
+    t = check_target(target, x.shape[0], x.device, None if classes is None else len(classes))
     if spec.needs_mask and mask is None:
         raise ParameterError(f"{spec.title} needs a ground-truth mask; this image has none")
     ctx = MetricContext(net, x, t, mask=mask, seed=seed, batch_size=batch_size, compile=compile, progress=progress)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.checks import check_target, check_x  # noqa: F401  (re-exported for the metrics)
 from core.errors import ParameterError
 
 
@@ -18,25 +19,10 @@ def as_module(model: Any) -> nn.Module:
     return net
 
 
-def check_x(x: Any) -> torch.Tensor:
-    """A finite float tensor [B,C,H,W] with B >= 1."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
-        raise ParameterError("x must be a tensor of shape [B, C, H, W] with B >= 1")
-    if not torch.isfinite(x).all():
-        raise ParameterError("x contains NaN or Inf")
-    return x.detach().float()
-
-
-def check_target(target: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
-    """int or [B] -> long [B] on ``device``."""
-    t = torch.as_tensor(target, device=device).long().flatten()
-    if t.numel() == 1:
-        t = t.expand(batch)
-    if t.numel() != batch:
-        raise ParameterError(f"target has {t.numel()} entries for a batch of {batch}")
-    if (t < 0).any():
-        raise ParameterError("target class indices must be >= 0")
-    return t.contiguous()
+def n_classes(model: Any) -> int | None:
+    """How many classes a ``zoo.LoadedModel`` has (None for a bare module: checked at the first forward)."""
+    classes = getattr(model, "classes", None)
+    return None if classes is None else len(classes)
 
 
 def check_maps(attribution: torch.Tensor | dict[str, torch.Tensor], x: torch.Tensor) -> tuple[dict[str, torch.Tensor], bool]:

@@ -31,7 +31,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from core.errors import ParameterError
 from explainers.registry import Param
-from metrics.common import as_module, check_maps, check_target, check_x, pixel_ranks
+from metrics.common import as_module, check_maps, check_target, check_x, n_classes, pixel_ranks
 from metrics.inference import fast_forward
 from metrics.registry import MetricContext, metric
 
@@ -141,7 +141,7 @@ def deletion_insertion(
     net = as_module(model)
     x = check_x(x)
     maps, single = check_maps(attribution, x)
-    t = check_target(target, x.shape[0], x.device)
+    t = check_target(target, x.shape[0], x.device, n_classes(model))
     curves = tuple(curves)
     if not curves or set(curves) - set(CURVES):
         raise ParameterError(f"curves must be a non-empty subset of {CURVES}; got {curves!r}")

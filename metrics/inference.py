@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from core.errors import ParameterError
 from explainers.context import fold_batchnorm, trace
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class FastForward:
     def probability(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Softmax probability of ``target`` [B] for ``x`` [B,C,H,W] -> [B]."""
         logits = self(x)
+        if target.numel() and int(target.max()) >= logits.shape[1]:
+            raise ParameterError(f"target {int(target.max())} is out of range for {logits.shape[1]} classes")
         return logits.softmax(-1).gather(1, target.view(-1, 1)).squeeze(1)
 
     def describe(self) -> str:

@@ -20,7 +20,7 @@ from captum.metrics import infidelity as captum_infidelity
 
 from core.errors import ParameterError
 from explainers.registry import Param
-from metrics.common import as_module, check_maps, check_target, check_x
+from metrics.common import as_module, check_maps, check_target, check_x, n_classes
 from metrics.inference import fast_forward
 from metrics.registry import MetricContext, metric
 
@@ -42,7 +42,7 @@ def infidelity(
     net = as_module(model)
     x = check_x(x)
     maps, single = check_maps(attribution, x)
-    t = check_target(target, x.shape[0], x.device)
+    t = check_target(target, x.shape[0], x.device, n_classes(model))
     if not sigma > 0 or n_samples < 1:
         raise ParameterError("infidelity needs sigma > 0 and n_samples >= 1")
     ff = fast_forward(net, x, batch_size=batch_size, compile=compile, forwards=len(maps) * x.shape[0] * (n_samples + 1))

@@ -30,7 +30,7 @@ import torch
 
 from core.errors import ParameterError
 from explainers.registry import Param
-from metrics.common import as_module, check_maps, check_target, check_x, pixel_ranks
+from metrics.common import as_module, check_maps, check_target, check_x, n_classes, pixel_ranks
 from metrics.inference import fast_forward
 from metrics.registry import MetricContext, metric
 
@@ -117,7 +117,7 @@ def road(
     net = as_module(model)
     x = check_x(x)
     maps, single = check_maps(attribution, x)
-    t = check_target(target, x.shape[0], x.device)
+    t = check_target(target, x.shape[0], x.device, n_classes(model))
     pcts = tuple(int(p) for p in percentages)
     if not pcts or any(not 0 < p < 100 for p in pcts):
         raise ParameterError("ROAD percentages must lie strictly between 0 and 100")

@@ -136,6 +136,8 @@ def test_bad_inputs_raise_clear_errors(tiny: nn.Module) -> None:
     with pytest.raises(ParameterError, match="mask"):
         metrics.score("pointing_game", tiny, x, 0, {"a": torch.zeros(1, 8, 8)})
     with pytest.raises(ParameterError, match="out of range"):
+        metrics.deletion_insertion(tiny, x, torch.zeros(1, 8, 8), 3)  # a bare module: checked at the first forward
+    with pytest.raises(ParameterError, match="out of range"):
         metrics.score("deletion", type("M", (), {"model": tiny, "classes": ["a", "b", "c"]})(), x, 5, {"a": torch.zeros(1, 8, 8)})
 
 
