@@ -146,3 +146,57 @@ def metric_score(
         return float(metrics.score(metric, _model, _x, target, {method: amap}, mask=_mask, **dict(metric_params))[method][0])
     except InputError as exc:
         return str(exc)
+
+
+@dataclass(frozen=True)
+class RandomizationRow:
+    """One method's sanity-check run: maps float [S+1,H,W] (0: original), block names, similarity per measure [S]."""
+
+    method: str
+    seed: int
+    steps: list[str]
+    maps: np.ndarray | None
+    similarity: dict[str, np.ndarray]
+    seconds: float
+    error: str | None = None
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def randomization(
+    model_key: str,
+    image_key: str,
+    method: str,
+    params: tuple[tuple[str, object], ...],
+    target: int,
+    mode: str,
+    seed: int,
+    measures: tuple[str, ...],
+    _model: zoo.LoadedModel,
+    _x: torch.Tensor,
+) -> RandomizationRow:
+    """Cascading or independent randomization of one method (cached per method and seed, so adding a method or a seed computes only that)."""
+    start = time.perf_counter()
+    try:
+        r = metrics.model_randomization(_model, _x, target, [method], mode=mode, similarity=measures, seed=seed, method_params={method: dict(params)})
+    except InputError as exc:
+        return RandomizationRow(method, seed, [], None, {}, time.perf_counter() - start, str(exc))
+    if method not in r.maps:
+        return RandomizationRow(method, seed, r.steps, None, {}, r.seconds, r.errors.get(method, "no map"))
+    sims = {s: r.similarity[s][method].numpy() for s in measures}
+    return RandomizationRow(method, seed, r.steps, r.maps[method].cpu().numpy(), sims, r.seconds, r.errors.get(method))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def data_randomization(
+    model_key: str,
+    image_key: str,
+    methods: tuple[str, ...],
+    params: tuple[tuple[str, tuple[tuple[str, object], ...]], ...],
+    target: int,
+    measures: tuple[str, ...],
+    _model: zoo.LoadedModel,
+    _permuted: zoo.LoadedModel,
+    _x: torch.Tensor,
+) -> metrics.DataRandomization:
+    """Each method's map from the trained and the permuted-label model, with their similarity."""
+    return metrics.data_randomization(_model, _permuted, _x, target, list(methods), similarity=measures, method_params={m: dict(p) for m, p in params})

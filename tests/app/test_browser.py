@@ -32,10 +32,12 @@ def server():
             pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
         pytest.skip("Debian chromium not installed (make test installs it)")
     port = _free_port()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    log = (SHOTS.parent / "streamlit-server.log").open("w")  # server-side tracebacks land here
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port), "--server.address", "127.0.0.1"],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -51,6 +53,7 @@ def server():
     yield url
     proc.terminate()
     proc.wait(timeout=20)
+    log.close()
 
 
 def test_the_compare_page_renders_the_grid_in_a_real_browser(server):
@@ -110,3 +113,30 @@ def test_the_faithfulness_page_renders_curves_scrubber_and_leaderboard(server):
         page.screenshot(path=str(SHOTS / "leaderboard.png"), full_page=True)
         browser.close()
     print(f"\nscreenshot saved to {shot}")
+
+
+def test_the_sanity_page_draws_the_adebayo_figure_and_curves(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.goto(server + "/sanity")
+        page.wait_for_selector("text=Run the sanity check", timeout=240_000)
+        _pick(page, "Model", "Synthetic shapes CNN (trained here)")
+        page.wait_for_timeout(1000)
+        _pick(page, "Image", "shapes: triangle")
+        page.wait_for_timeout(1000)
+        page.get_by_role("button", name="Run the sanity check").click()
+        page.wait_for_selector("text=Download the similarities (CSV)", timeout=240_000)
+        page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=60_000)
+        errors = page.locator("[data-testid='stException']")
+        assert errors.count() == 0, errors.first.inner_text()
+        assert page.get_by_text("Maps as the model is randomized").count() == 1
+        # the figure decoded in the browser, and one curve per method and measure
+        assert page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")].every(i => i.complete && i.naturalWidth > 0)")
+        assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4 * 4
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(SHOTS / "sanity.png"), full_page=True)
+        browser.close()
