@@ -93,9 +93,12 @@ def maps_npz(maps: dict[str, np.ndarray], **meta: str) -> bytes:
     return buf.getvalue()
 
 
-def randomization_figure(row_labels: Sequence[str], col_labels: Sequence[str], maps: Sequence[np.ndarray], cmap: str = "inferno", tile: int = 96) -> np.ndarray:
+def randomization_figure(
+    row_labels: Sequence[str], col_labels: Sequence[str], maps: Sequence[np.ndarray], cmap: str = "inferno", tile: int = 96, per_map: bool = False
+) -> np.ndarray:
     """The Adebayo et al. figure as one RGB uint8 image: a row per method (``maps[r]`` [S+1,H,W]), a column per
-    step, |map| coloured with one scale per row (its 99th percentile over all the row's steps)."""
+    step, |map| coloured with one scale per row (its 99th percentile over all the row's steps), or with
+    ``per_map`` each map on its own scale (structure visible even where the magnitude collapsed)."""
     from PIL import Image, ImageDraw, ImageFont
 
     left, top, gap = 170, 34, 4
@@ -112,6 +115,7 @@ def randomization_figure(row_labels: Sequence[str], col_labels: Sequence[str], m
         y = top + r * (tile + gap)
         draw.text((left - 8, y + tile // 2), label[:24], fill="black", font=font, anchor="rm")
         for c in range(min(n_cols, a.shape[0])):
-            rgb = (colorize(np.clip(a[c] / scale, 0, 1), cmap, signed=False) * 255).astype(np.uint8)
+            own = (float(np.percentile(a[c], 99)) or float(a[c].max()) or 1.0) if per_map else scale
+            rgb = (colorize(np.clip(a[c] / own, 0, 1), cmap, signed=False) * 255).astype(np.uint8)
             canvas.paste(Image.fromarray(rgb).resize((tile, tile), Image.BILINEAR), (left + c * (tile + gap), y))
     return np.asarray(canvas)

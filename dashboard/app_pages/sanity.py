@@ -22,6 +22,7 @@ from metrics.randomization import SIMILARITIES
 MODE = "sanity::mode"
 SEEDS = "sanity::seeds"
 MEASURES = "sanity::measures"
+SCALE = "sanity::scale"
 RUN = "sanity::run"  # the settings last run (plain state: the page recomputes from the cache on reruns)
 CONTROLS = ["edge_sobel", "random"]
 PERMUTED = "synthetic_shapes_permuted"
@@ -142,8 +143,10 @@ def _model_randomization(model_key: str, loaded: zoo.LoadedModel, image_key: str
     st.subheader(
         "Maps as the model is randomized" + (" (cascading, from the logits down)" if st.session_state[MODE] == "cascading" else " (one block at a time)")
     )
-    fig = render.randomization_figure([_title(m) for m in ok], steps, [rs[0].maps for rs in ok.values()])
-    st.image(fig, caption=f"|map|, one colour scale per row; seed {seeds[0]}", width="stretch")
+    st.radio("Colour scale", ["one per row (magnitudes comparable)", "one per map (structure visible)"], key=SCALE, horizontal=True)
+    per_map = st.session_state[SCALE].startswith("one per map")
+    fig = render.randomization_figure([_title(m) for m in ok], steps, [rs[0].maps for rs in ok.values()], per_map=per_map)
+    st.image(fig, caption=f"|map|, {'each map on its own colour scale' if per_map else 'one colour scale per row'}; seed {seeds[0]}", width="stretch")
     st.plotly_chart(_curves(ok, measures, steps), key="sanity_curves")
     st.caption(
         "Similarity of each step's map to the original: Spearman rank correlation (of the maps and of |map|), SSIM and the Pearson "

@@ -50,6 +50,9 @@ def test_cascade_figure_curves_table_and_the_model_untouched():
     sobel = table[table["method"] == explainers.get("edge_sobel").title]
     assert sobel["spearman"].tolist() == pytest.approx([1.0] * 5)
     assert list(table[table["method"] == "Saliency"]["block"]) == ["fc (logits)", "conv 4", "conv 3", "conv 2", "conv 1"]
+    at.radio(key="sanity::scale").set_value("one per map (structure visible)").run()
+    assert not at.exception, at.exception
+    assert any("each map on its own colour scale" in img.proto.imgs[0].caption for img in at.get("image"))
     for k, v in shared.state_dict().items():
         assert torch.equal(v, before[k]), k
 
