@@ -28,11 +28,20 @@ from metrics.localization import pointing_game, relevance_mass
 from metrics.randomization import SIMILARITIES, DataRandomization, Randomization, data_randomization, map_similarity, model_blocks, model_randomization
 from metrics.registry import CATEGORIES, METRICS, MetricContext, MetricSpec, metric
 from metrics.road import Road, impute, road
+from metrics.robustness import Adversarial, Fragility, Sensitivity, adversarial, dissimilarity, fragility, sensitivity, sensitivity_samples
 
 __all__ = [
     "CATEGORIES",
     "METRICS",
     "SIMILARITIES",
+    "Adversarial",
+    "Fragility",
+    "Sensitivity",
+    "adversarial",
+    "dissimilarity",
+    "fragility",
+    "sensitivity",
+    "sensitivity_samples",
     "DataRandomization",
     "Randomization",
     "data_randomization",
