@@ -22,6 +22,7 @@ st.navigation(
         st.Page(PAGES / "compare.py", title="Compare", icon="🖼️", default=True),
         st.Page(PAGES / "faithfulness.py", title="Faithfulness", icon="📉"),
         st.Page(PAGES / "sanity.py", title="Sanity checks", icon="🎲"),
+        st.Page(PAGES / "robustness.py", title="Robustness", icon="🛡️"),
         st.Page(PAGES / "methods.py", title="Methods", icon="📚"),
     ]
 ).run()

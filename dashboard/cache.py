@@ -200,3 +200,61 @@ def data_randomization(
 ) -> metrics.DataRandomization:
     """Each method's map from the trained and the permuted-label model, with their similarity."""
     return metrics.data_randomization(_model, _permuted, _x, target, list(methods), similarity=measures, method_params={m: dict(p) for m, p in params})
+
+
+@dataclass(frozen=True)
+class Perturbed:
+    """A perturbed input for a robustness view: the input tensor, its class probabilities, and a label for the cache key."""
+
+    key: str
+    x: torch.Tensor
+    probs: np.ndarray
+    note: str = ""
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def adversarial_input(model_key: str, image_key: str, attack: str, eps: float, steps: int, target: int, seed: int, _model: zoo.LoadedModel, _x: torch.Tensor) -> Perturbed:
+    """The FGSM / PGD input for one image (the maps are then ordinary cached attributions of that input)."""
+    res = metrics.adversarial(_model, _x, target, attack=attack, eps=eps, steps=steps, seed=seed)
+    note = f"prediction {res.pred_clean} → {res.pred_adv}" + (" (changed)" if res.changed else " (unchanged)")
+    return Perturbed(f"{image_key} | {attack} eps={eps:g}/255 steps={steps} seed={seed}", res.x_adv, res.probs_adv.numpy(), note)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def noise_input(model_key: str, image_key: str, radius: float, seed: int, _model: zoo.LoadedModel, _x: torch.Tensor) -> Perturbed:
+    """One seeded sample of uniform noise in the L-inf ball (what the sensitivity samples look like)."""
+    y = metrics.sensitivity_samples(_model, _x, radius, 1, seed)
+    return Perturbed(f"{image_key} | noise r={radius:g}/255 seed={seed}", y, _model.predict(y)[0].cpu().numpy())
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def sensitivity(
+    model_key: str, image_key: str, method: str, params: tuple[tuple[str, object], ...], target: int, radius: float, n_samples: int, seed: int, _model: zoo.LoadedModel, _x: torch.Tensor
+) -> dict | str:
+    """Max/avg sensitivity of one method, or the reason it could not be computed."""
+    try:
+        r = metrics.sensitivity(_model, _x, target, method, radius=radius, n_samples=n_samples, seed=seed, method_params=dict(params))
+    except InputError as exc:
+        return str(exc)
+    return {"max": r.max, "mean": r.mean, "clean": r.clean.cpu().numpy(), "worst_map": r.at_worst.cpu().numpy(), "worst": r.worst, "seconds": r.seconds}
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def fragility(
+    model_key: str,
+    image_key: str,
+    method: str,
+    params: tuple[tuple[str, object], ...],
+    target: int,
+    attack: str,
+    eps: float,
+    steps: int,
+    seed: int,
+    _model: zoo.LoadedModel,
+    _x: torch.Tensor,
+) -> metrics.Fragility | str:
+    """Ghorbani et al.'s attack on one method's map, or the reason it does not apply."""
+    try:
+        return metrics.fragility(_model, _x, target, method, attack=attack, eps=eps, steps=steps, seed=seed, method_params=dict(params))
+    except InputError as exc:
+        return str(exc)

@@ -140,3 +140,31 @@ def test_the_sanity_page_draws_the_adebayo_figure_and_curves(server):
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(SHOTS / "sanity.png"), full_page=True)
         browser.close()
+
+
+def test_the_robustness_page_shows_the_attack_side_by_side(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.goto(server + "/robustness")
+        page.wait_for_selector("text=Perturbation", timeout=240_000)
+        _pick(page, "Model", "Synthetic shapes CNN (trained here)")
+        page.wait_for_timeout(1000)
+        _pick(page, "Image", "shapes: circle")
+        page.wait_for_timeout(1000)
+        page.get_by_text("PGD", exact=True).click()
+        page.wait_for_timeout(500)
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.wait_for_selector("text=Download the scores (CSV)", timeout=240_000)
+        page.get_by_role("button", name="Compute the curve").first.click()
+        page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=120_000)
+        errors = page.locator("[data-testid='stException']")
+        assert errors.count() == 0, errors.first.inner_text()
+        assert page.get_by_text("Each map before and after").count() == 1
+        assert page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")].every(i => i.complete && i.naturalWidth > 0)")
+        assert page.locator("[data-testid='stImage'] img").count() >= 4 + 2
+        page.screenshot(path=str(SHOTS / "robustness.png"), full_page=True)
+        browser.close()
