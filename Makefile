@@ -40,6 +40,8 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BENCH)/bin/python benchmarks/explainers.py
 	$(BENCH)/bin/python benchmarks/faithfulness.py
+	$(BENCH)/bin/python benchmarks/sanity.py
+	$(BENCH)/bin/python benchmarks/robustness.py
 
 train-synthetic: $(STAMP)
 	$(PY) -m zoo.train_synthetic

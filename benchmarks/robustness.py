@@ -63,7 +63,9 @@ def main() -> None:
     target = int(loaded.predict(x)[0].argmax())
     t_f1, t_fb1 = per_pass(loaded.model, 1)
     _, t_fb8 = per_pass(loaded.model, 8)
-    print(f"EfficientNet-Lite0, chelsea -> {target}; per image: forward {t_f1 * 1e3:.0f} ms, fwd+bwd {t_fb1 * 1e3:.0f} ms (batch 1), {t_fb8 * 1e3:.0f} ms (batch 8)")
+    print(
+        f"EfficientNet-Lite0, chelsea -> {target}; per image: forward {t_f1 * 1e3:.0f} ms, fwd+bwd {t_fb1 * 1e3:.0f} ms (batch 1), {t_fb8 * 1e3:.0f} ms (batch 8)"
+    )
     rows = []
     n = 10
     for m in ("saliency", "integrated_gradients"):
@@ -90,9 +92,18 @@ def main() -> None:
             return out
 
         t0 = time.perf_counter()
-        theirs = sensitivity_max(explanation, x, perturb_func=same, n_perturb_samples=n, target=torch.tensor([target]), max_examples_per_batch=None if m == "saliency" else 2)
+        theirs = sensitivity_max(
+            explanation, x, perturb_func=same, n_perturb_samples=n, target=torch.tensor([target]), max_examples_per_batch=None if m == "saliency" else 2
+        )
         cap = time.perf_counter() - t0
-        rows.append((f"max-sensitivity, {spec.title} (n={n}, r=2/255)", sec, floor, f"captum {cap:.2f} s, same value: {abs(float(theirs[0]) - ours.max) < 1e-4 * max(1, ours.max)}"))
+        rows.append(
+            (
+                f"max-sensitivity, {spec.title} (n={n}, r=2/255)",
+                sec,
+                floor,
+                f"captum {cap:.2f} s, same value: {abs(float(theirs[0]) - ours.max) < 1e-4 * max(1, ours.max)}",
+            )
+        )
     t0 = time.perf_counter()
     adv = metrics.adversarial(loaded, x, target, attack="pgd", eps=2, steps=10)
     rows.append((f"PGD, eps 2/255, 10 steps (changed: {adv.changed})", time.perf_counter() - t0, 10 * t_fb1 + 2 * t_f1, ""))
@@ -107,7 +118,14 @@ def main() -> None:
     t_dd = min(_timed(double_backward) for _ in range(3))
     t0 = time.perf_counter()
     fr = metrics.fragility(loaded, x, target, "saliency", attack="topk", eps=8, steps=10)
-    rows.append((f"fragility top-k, Saliency, eps 8/255, 10 steps (label kept: {fr.label_kept})", time.perf_counter() - t0, 10 * (t_dd + t_f1) + 3 * t_fb1, f"one second-order pass: {t_dd:.2f} s"))
+    rows.append(
+        (
+            f"fragility top-k, Saliency, eps 8/255, 10 steps (label kept: {fr.label_kept})",
+            time.perf_counter() - t0,
+            10 * (t_dd + t_f1) + 3 * t_fb1,
+            f"one second-order pass: {t_dd:.2f} s",
+        )
+    )
     print(f"\n{'work':<66}{'s':>7}{'floor s':>9}{'ratio':>7}")
     for name, s, floor, note in rows:
         print(f"{name:<66}{s:>7.2f}{floor:>9.2f}{s / floor:>7.2f}  {note}")

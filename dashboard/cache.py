@@ -213,7 +213,9 @@ class Perturbed:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def adversarial_input(model_key: str, image_key: str, attack: str, eps: float, steps: int, target: int, seed: int, _model: zoo.LoadedModel, _x: torch.Tensor) -> Perturbed:
+def adversarial_input(
+    model_key: str, image_key: str, attack: str, eps: float, steps: int, target: int, seed: int, _model: zoo.LoadedModel, _x: torch.Tensor
+) -> Perturbed:
     """The FGSM / PGD input for one image (the maps are then ordinary cached attributions of that input)."""
     res = metrics.adversarial(_model, _x, target, attack=attack, eps=eps, steps=steps, seed=seed)
     note = f"prediction {res.pred_clean} → {res.pred_adv}" + (" (changed)" if res.changed else " (unchanged)")
@@ -229,7 +231,16 @@ def noise_input(model_key: str, image_key: str, radius: float, seed: int, _model
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def sensitivity(
-    model_key: str, image_key: str, method: str, params: tuple[tuple[str, object], ...], target: int, radius: float, n_samples: int, seed: int, _model: zoo.LoadedModel, _x: torch.Tensor
+    model_key: str,
+    image_key: str,
+    method: str,
+    params: tuple[tuple[str, object], ...],
+    target: int,
+    radius: float,
+    n_samples: int,
+    seed: int,
+    _model: zoo.LoadedModel,
+    _x: torch.Tensor,
 ) -> dict | str:
     """Max/avg sensitivity of one method, or the reason it could not be computed."""
     try:

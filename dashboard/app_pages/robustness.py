@@ -47,10 +47,14 @@ def _unit(loaded: zoo.LoadedModel, x) -> np.ndarray:
 
 def _probs_table(loaded: zoo.LoadedModel, before: np.ndarray, after: np.ndarray) -> pd.DataFrame:
     top = list(dict.fromkeys([*np.argsort(-before)[:3].tolist(), *np.argsort(-after)[:3].tolist()]))
-    return pd.DataFrame({"class": [f"{i}: {loaded.classes[i]}" for i in top], "before": [float(before[i]) for i in top], "after": [float(after[i]) for i in top]})
+    return pd.DataFrame(
+        {"class": [f"{i}: {loaded.classes[i]}" for i in top], "before": [float(before[i]) for i in top], "after": [float(after[i]) for i in top]}
+    )
 
 
-def _one(kind: str, eps: float, steps: int, n_samples: int, model_key: str, image_key: str, loaded: zoo.LoadedModel, x, target: int, methods: list[str], params: dict) -> tuple[dict, dict]:
+def _one(
+    kind: str, eps: float, steps: int, n_samples: int, model_key: str, image_key: str, loaded: zoo.LoadedModel, x, target: int, methods: list[str], params: dict
+) -> tuple[dict, dict]:
     """Scores per method {measure: value} and what to draw, for one attack and eps (everything cached)."""
     scores: dict[str, dict[str, float | str]] = {}
     views: dict[str, tuple[np.ndarray, np.ndarray, object]] = {}
@@ -70,7 +74,11 @@ def _one(kind: str, eps: float, steps: int, n_samples: int, model_key: str, imag
             if isinstance(r, str):
                 scores[m] = {"error": r}
                 continue
-            scores[m] = {"max_sensitivity": r["max"], "avg_sensitivity": r["mean"], **metrics.dissimilarity(torch.from_numpy(r["clean"]), torch.from_numpy(r["worst_map"]))}
+            scores[m] = {
+                "max_sensitivity": r["max"],
+                "avg_sensitivity": r["mean"],
+                **metrics.dissimilarity(torch.from_numpy(r["clean"]), torch.from_numpy(r["worst_map"])),
+            }
             views[m] = (r["clean"], r["worst_map"], r["worst"])
     else:
         for m in methods:
@@ -81,7 +89,12 @@ def _one(kind: str, eps: float, steps: int, n_samples: int, model_key: str, imag
             if isinstance(r, str):
                 scores[m] = {"error": r}
                 continue
-            scores[m] = {**r.attacked, **{f"random: {k}": v for k, v in r.random.items()}, "label kept": float(r.label_kept), "accepted steps": float(r.accepted_steps)}
+            scores[m] = {
+                **r.attacked,
+                **{f"random: {k}": v for k, v in r.random.items()},
+                "label kept": float(r.label_kept),
+                "accepted steps": float(r.accepted_steps),
+            }
             views[m] = (r.maps["clean"].cpu().numpy(), r.maps["attacked"].cpu().numpy(), r.x_attacked)
     return scores, views
 
@@ -89,7 +102,9 @@ def _one(kind: str, eps: float, steps: int, n_samples: int, model_key: str, imag
 def page() -> None:
     S.init()
     st.title("Robustness")
-    st.caption("How much does each map move when the input moves a little? Yeh et al. 2019 (sensitivity), Goodfellow et al. 2015 / Madry et al. 2018 (FGSM, PGD), Ghorbani et al. 2019 (fragility).")
+    st.caption(
+        "How much does each map move when the input moves a little? Yeh et al. 2019 (sensitivity), Goodfellow et al. 2015 / Madry et al. 2018 (FGSM, PGD), Ghorbani et al. 2019 (fragility)."
+    )
     chosen = inputs.sidebar()
     if chosen is None:
         return
@@ -141,10 +156,16 @@ def page() -> None:
             st.image(pert_px, caption="perturbed" + ("" if kind in ("fgsm", "pgd") else f" (for {_title(next(iter(views)))})"), width="stretch")
         with c3:
             diff = np.abs(pert_px - clean_px).max(axis=2)
-            st.image((np.clip(diff / (eps / 255), 0, 1) * 255).astype(np.uint8), caption=f"|difference| magnified ({255 / eps:.0f}x: white = eps)", width="stretch")
+            st.image(
+                (np.clip(diff / (eps / 255), 0, 1) * 255).astype(np.uint8), caption=f"|difference| magnified ({255 / eps:.0f}x: white = eps)", width="stretch"
+            )
         with c4:
             after = loaded.predict(perturbed)[0].cpu().numpy()
-            st.dataframe(_probs_table(loaded, probs, after), hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("before", "after")})
+            st.dataframe(
+                _probs_table(loaded, probs, after),
+                hide_index=True,
+                column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("before", "after")},
+            )
             if hasattr(first[2], "note"):
                 st.caption(first[2].note)
 
@@ -161,7 +182,12 @@ def page() -> None:
             st.image(_tile(b), caption=f"perturbed · top-k {s['topk_intersection']:.2f} · ρ {s['spearman']:.2f}", width="stretch")
     table = pd.DataFrame([{"method": _title(m), **{k: v for k, v in s.items()}} for m, s in scores.items()])
     st.dataframe(table, hide_index=True)
-    st.download_button("Download the scores (CSV)", table.assign(perturbation=kind, eps=eps, image=image_key, target=target).to_csv(index=False).encode(), file_name="robustness.csv", mime="text/csv")
+    st.download_button(
+        "Download the scores (CSV)",
+        table.assign(perturbation=kind, eps=eps, image=image_key, target=target).to_csv(index=False).encode(),
+        file_name="robustness.csv",
+        mime="text/csv",
+    )
     k = default_k(*x.shape[-2:])
     st.caption(
         f"Dissimilarity of the clean and the perturbed map: top-k intersection of |map| (k = {k}, Ghorbani et al.'s 1000 at 224 px scaled to the input), "
@@ -185,12 +211,18 @@ def page() -> None:
         bar.empty()
         fig = go.Figure()
         for m, ys in curve.items():
-            fig.add_trace(go.Scatter(x=EPS_GRID, y=ys, mode="lines+markers", name=_title(m), hovertemplate=f"{_title(m)}<br>eps %{{x}}/255: %{{y:.3f}}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(x=EPS_GRID, y=ys, mode="lines+markers", name=_title(m), hovertemplate=f"{_title(m)}<br>eps %{{x}}/255: %{{y:.3f}}<extra></extra>")
+            )
         fig.update_layout(height=380, xaxis_title="eps (1/255)", yaxis_title=MEASURES[st.session_state[MEASURE]], margin={"l": 10, "r": 10, "t": 30, "b": 10})
         st.plotly_chart(fig, key="robust_curve")
         st.download_button(
             "Download the curve (CSV)",
-            pd.DataFrame([{"method": m, "eps": e, MEASURES[st.session_state[MEASURE]]: v} for m, ys in curve.items() for e, v in zip(EPS_GRID, ys, strict=True)]).to_csv(index=False).encode(),
+            pd.DataFrame(
+                [{"method": m, "eps": e, MEASURES[st.session_state[MEASURE]]: v} for m, ys in curve.items() for e, v in zip(EPS_GRID, ys, strict=True)]
+            )
+            .to_csv(index=False)
+            .encode(),
             file_name="robustness_curve.csv",
             mime="text/csv",
         )
