@@ -203,3 +203,22 @@ def methods_picker(label: str = "Methods") -> list[str]:
 def unit(loaded: zoo.LoadedModel, x: torch.Tensor) -> np.ndarray:
     """The preprocessed image as the model sees it: float [H,W,3] in [0,1] (no second resize)."""
     return loaded.denormalize(x)[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
+
+
+def image_header(
+    model_key: str, loaded: zoo.LoadedModel, images: dict[str, Image.Image], *, with_methods: bool = True
+) -> tuple[str, torch.Tensor, np.ndarray, int, list[str], dict]:
+    """The analysis pages' header: the image as the model sees it, the target and (optionally) the methods with
+    their parameters. Returns (image key, x [1,3,S,S], class probabilities, target, methods, parameters)."""
+    image_key = st.session_state[S.IMAGE]
+    x = loaded.preprocess(images[image_key])
+    probs = cache.predictions(model_key, image_key, loaded, x)
+    left, right = st.columns([1, 3])
+    with left:
+        st.image(unit(loaded, x), caption=f"{image_key} (as the model sees it)", width="stretch")
+    with right:
+        target = target_picker(model_key, image_key, loaded, probs)
+        st.caption(f"p(target) on the image: {float(probs[target]):.4f}")
+        methods = methods_picker() if with_methods else []
+        params = method_params(methods) if with_methods else {}
+    return image_key, x, probs, target, methods, params

@@ -85,6 +85,13 @@ def dissimilarity(a: torch.Tensor, b: torch.Tensor, k: int | None = None) -> dic
     }
 
 
+def _one_image(x: torch.Tensor, what: str) -> torch.Tensor:
+    x = check_x(x)
+    if x.shape[0] != 1:
+        raise ParameterError(f"{what} takes one image: x must be [1, C, H, W]")
+    return x
+
+
 def _explain(model: Any, method: str, x: torch.Tensor, target: torch.Tensor, params: dict[str, Any], chunk: int) -> torch.Tensor:
     """Maps [N,H,W] for a batch, ``chunk`` images per call (bounded memory for costly methods)."""
     spec = explainers.get(method)
@@ -144,9 +151,7 @@ def sensitivity(
 ) -> Sensitivity:
     """Max- and avg-sensitivity of ``method`` for one image ``x`` [1,C,H,W] (radius in 1/255 of pixel space)."""
     start = time.perf_counter()
-    x = check_x(x)
-    if x.shape[0] != 1:
-        raise ParameterError("sensitivity takes one image: x must be [1, C, H, W]")
+    x = _one_image(x, "sensitivity")
     if not radius > 0 or n_samples < 1:
         raise ParameterError("sensitivity needs radius > 0 and n_samples >= 1")
     t = check_target(target, 1, x.device, n_classes(model))
@@ -228,9 +233,7 @@ def adversarial(
 ) -> Adversarial:
     """An FGSM/PGD example for one image ``x`` [1,C,H,W] against class ``target``, and each method's map before and after."""
     start = time.perf_counter()
-    x = check_x(x)
-    if x.shape[0] != 1:
-        raise ParameterError("adversarial takes one image: x must be [1, C, H, W]")
+    x = _one_image(x, "adversarial")
     if not eps > 0 or steps < 1:
         raise ParameterError("eps must be > 0 and steps >= 1")
     t = check_target(target, 1, x.device, n_classes(model))
@@ -356,9 +359,7 @@ def fragility(
         raise MethodNotApplicable(f"the fragility attack needs a map differentiable in its input: {', '.join(DIFFERENTIABLE)}")
     if attack not in ("topk", "com"):
         raise ParameterError(f"attack must be topk or com; got {attack!r}")
-    x = check_x(x)
-    if x.shape[0] != 1:
-        raise ParameterError("fragility takes one image: x must be [1, C, H, W]")
+    x = _one_image(x, "fragility")
     if not eps > 0 or steps < 1:
         raise ParameterError("eps must be > 0 and steps >= 1")
     t = check_target(target, 1, x.device, n_classes(model))

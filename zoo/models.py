@@ -8,6 +8,7 @@ never writes ``.grad`` into a shared model). Hook-using methods hold ``explainer
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 from collections.abc import Callable, Sequence
@@ -351,19 +352,13 @@ register_model(
 )
 
 register_model(
-    ModelSpec(
+    dataclasses.replace(
+        MODELS.get("synthetic_shapes"),
         name="synthetic_shapes_permuted",
         title="Synthetic shapes CNN, permuted labels",
         build=lambda: _build_shapes("shapes_cnn_permuted.pt"),
-        classes=_shapes_classes,
-        input_size=64,
-        resize=64,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        cam_layer="features.9",
         description="The same CNN trained on randomly permuted labels (the data randomization test of Adebayo et al. 2018).",
         weights_file=lambda: WEIGHTS_DIR / "shapes_cnn_permuted.pt",
-        blocks=SHAPES_BLOCKS,
     )
 )
 

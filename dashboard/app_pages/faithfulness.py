@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 from plotly.subplots import make_subplots
 
 import explainers
@@ -91,8 +92,6 @@ def _scores_table(results: list[cache.Curves], extra: dict[str, dict[str, float 
 
 
 def _scrubber(results: list[cache.Curves], maps: dict[str, np.ndarray], loaded: zoo.LoadedModel, x, step: int, substrate: str, point: int) -> None:
-    import torch
-
     for start in range(0, len(results), MAX_COLS):
         cols = st.columns(MAX_COLS)
         for col, r in zip(cols, results[start : start + MAX_COLS], strict=False):
@@ -103,23 +102,9 @@ def _scrubber(results: list[cache.Curves], maps: dict[str, np.ndarray], loaded: 
                     st.image(inputs.unit(loaded, img).clip(0, 1), caption=f"{_title(r.method)} · {curve}: p = {values[point]:.3f}", width="stretch")
 
 
-def _image_section(model_key: str, loaded: zoo.LoadedModel, images: dict) -> tuple[str, object, int, object] | None:
-    image_key = st.session_state[S.IMAGE]
-    x = loaded.preprocess(images[image_key])
-    probs = cache.predictions(model_key, image_key, loaded, x)
-    left, right = st.columns([1, 3])
-    with left:
-        st.image(inputs.unit(loaded, x), caption=f"{image_key} (as the model sees it)", width="stretch")
-    with right:
-        target = inputs.target_picker(model_key, image_key, loaded, probs)
-        st.caption(f"p(target) on the image: {float(probs[target]):.4f}")
+def _current_image(model_key: str, loaded: zoo.LoadedModel, image_key: str, x: torch.Tensor, target: int, methods: list[str], params: dict) -> None:
     masks = zoo.sample_masks()
     mask = loaded.preprocess_mask(masks[image_key]) if image_key in masks else None
-    return image_key, x, target, mask
-
-
-def _current_image(model_key: str, loaded: zoo.LoadedModel, images: dict, methods: list[str], params: dict) -> None:
-    image_key, x, target, mask = _image_section(model_key, loaded, images)
     h, w = x.shape[-2:]
     if st.session_state.get(STEP, 0) > h * w:  # another model with a smaller input
         st.session_state[STEP] = h * w
@@ -345,9 +330,8 @@ def page() -> None:
     if chosen is None:
         return
     model_key, loaded, images = chosen
-    methods = inputs.methods_picker()
-    params = inputs.method_params(methods)
-    _current_image(model_key, loaded, images, methods, params)
+    image_key, x, _, target, methods, params = inputs.image_header(model_key, loaded, images)
+    _current_image(model_key, loaded, image_key, x, target, methods, params)
     st.divider()
     _leaderboard(model_key, loaded, images, methods, params)
 

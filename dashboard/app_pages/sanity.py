@@ -212,16 +212,7 @@ def page() -> None:
     if chosen is None:
         return
     model_key, loaded, images = chosen
-    image_key = st.session_state[S.IMAGE]
-    x = loaded.preprocess(images[image_key])
-    probs = cache.predictions(model_key, image_key, loaded, x)
-    left, right = st.columns([1, 3])
-    with left:
-        st.image(inputs.unit(loaded, x), caption=f"{image_key} (as the model sees it)", width="stretch")
-    with right:
-        target = inputs.target_picker(model_key, image_key, loaded, probs)
-        methods = inputs.methods_picker()
-        params = inputs.method_params(methods)
+    image_key, x, _, target, methods, params = inputs.image_header(model_key, loaded, images)
     if not methods:
         st.info("Choose at least one method.")
         return
