@@ -42,6 +42,7 @@ bench: $(BENCH_STAMP)
 	$(BENCH)/bin/python benchmarks/faithfulness.py
 	$(BENCH)/bin/python benchmarks/sanity.py
 	$(BENCH)/bin/python benchmarks/robustness.py
+	$(BENCH)/bin/python benchmarks/anatomy.py
 
 train-synthetic: $(STAMP)
 	$(PY) -m zoo.train_synthetic

@@ -23,6 +23,7 @@ st.navigation(
         st.Page(PAGES / "faithfulness.py", title="Faithfulness", icon="📉"),
         st.Page(PAGES / "sanity.py", title="Sanity checks", icon="🎲"),
         st.Page(PAGES / "robustness.py", title="Robustness", icon="🛡️"),
+        st.Page(PAGES / "anatomy.py", title="Anatomy", icon="🔬"),
         st.Page(PAGES / "methods.py", title="Methods", icon="📚"),
     ]
 ).run()

@@ -168,3 +168,27 @@ def test_the_robustness_page_shows_the_attack_side_by_side(server):
         assert page.locator("[data-testid='stImage'] img").count() >= 4 + 2
         page.screenshot(path=str(SHOTS / "robustness.png"), full_page=True)
         browser.close()
+
+
+def test_the_anatomy_page_optimizes_an_image_live(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        page.goto(server + "/anatomy")
+        page.wait_for_selector("text=Activation maximization", timeout=240_000)
+        _pick(page, "Model", "Synthetic shapes CNN (trained here)")
+        page.wait_for_timeout(1500)
+        page.wait_for_selector("text=Feature maps", timeout=60_000)
+        page.get_by_role("button", name="Optimize").click()
+        page.wait_for_selector("text=Download the image (PNG)", timeout=240_000)
+        page.wait_for_selector("text=What the model sees in it", timeout=60_000)
+        page.wait_for_timeout(1000)
+        errors = page.locator("[data-testid='stException']")
+        assert errors.count() == 0, errors.first.inner_text()
+        assert page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")].every(i => i.complete && i.naturalWidth > 0)")
+        assert page.locator("[data-testid='stImage'] img").count() >= 1 + 1 + 16 + 1
+        page.screenshot(path=str(SHOTS / "anatomy.png"), full_page=True)
+        browser.close()
