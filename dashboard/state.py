@@ -44,12 +44,20 @@ DEFAULTS: dict[str, Any] = {
 
 
 def init() -> None:
-    """Put every default into ``st.session_state`` that is not there yet."""
+    """Put every default into ``st.session_state`` that is not there yet. A new session may start from the
+    link's query parameters: ``?model=<registry name>&image=<sample name>`` (shareable views for talks)."""
+    first = MODEL not in st.session_state
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = value.copy() if isinstance(value, (dict, list)) else value
     if st.session_state[METHODS] is None:
         st.session_state[METHODS] = explainers.default_methods()
+    if first:
+        model, image = st.query_params.get("model"), st.query_params.get("image")
+        if model in zoo.model_names():
+            st.session_state[MODEL] = model
+        if image and image in zoo.sample_images():
+            st.session_state[IMAGE] = image
 
 
 def persist() -> None:

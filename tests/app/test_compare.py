@@ -117,3 +117,20 @@ def test_methods_page_lists_every_method():
     at.switch_page("app_pages/methods.py").run()
     assert not at.exception
     assert len(at.dataframe[0].value) == len(explainers.names())
+
+
+def test_a_shareable_link_opens_on_its_model_and_image():
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.query_params["model"] = "synthetic_shapes"
+    at.query_params["image"] = "shapes: cross"
+    at.session_state["methods"] = ["saliency"]
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="model_name").value == "synthetic_shapes"
+    assert at.selectbox(key="image_name").value == "shapes: cross"
+    bad = AppTest.from_file(APP, default_timeout=240)
+    bad.query_params["model"] = "no_such_model"
+    bad.session_state["methods"] = ["saliency"]
+    bad.session_state["image_name"] = "shapes: cross"
+    bad.run()
+    assert not bad.exception and bad.selectbox(key="model_name").value == "efficientnet_lite0"  # unknown: the default
