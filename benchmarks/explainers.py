@@ -14,27 +14,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from timing import best_of, best_up_to, pass_times  # noqa: E402
 
 import explainers  # noqa: E402
 import zoo  # noqa: E402
 from dashboard import render  # noqa: E402
-
-BATCHES = [1, 2, 4, 8, 16, 32, 64]
-
-
-def _time(fn, reps: int = 3) -> float:
-    """Best of ``reps`` after two warm-up calls (this machine is noisy: the minimum is the signal)."""
-    fn()
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _once(name: str, loaded: zoo.LoadedModel, x: torch.Tensor, target: int) -> float:
@@ -43,36 +31,14 @@ def _once(name: str, loaded: zoo.LoadedModel, x: torch.Tensor, target: int) -> f
     return time.perf_counter() - t0
 
 
-def per_image_pass_times(model: torch.nn.Module, size: int) -> tuple[dict[int, float], dict[int, float]]:
-    fwd, fb = {}, {}
-    for bs in BATCHES:
-        x = torch.randn(bs, 3, size, size)  # NCHW, as preprocess() gives the explainers
-
-        def forward(x: torch.Tensor = x) -> None:
-            with torch.no_grad():
-                model(x)
-
-        def forward_backward(x: torch.Tensor = x) -> None:
-            xg = x.clone().requires_grad_(True)
-            model(xg)[:, 0].sum().backward()
-
-        fwd[bs] = _time(forward, reps=5) / bs
-        fb[bs] = _time(forward_backward, reps=4) / bs
-    return fwd, fb
-
-
-def best_up_to(times: dict[int, float], n: int) -> float:
-    return min(t for bs, t in times.items() if bs <= max(1, n))
-
-
 def main() -> None:
     torch.manual_seed(0)
     loaded = zoo.load_model("efficientnet_lite0")
     x = loaded.preprocess(zoo.sample_images()["chelsea"])
     target = int(loaded.predict(x).argmax())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {x.device}")
-    fwd, fb = per_image_pass_times(loaded.model, 224)
-    print("per-image pass time (ms) by batch:", {b: f"fwd {fwd[b] * 1e3:.1f} / fb {fb[b] * 1e3:.1f}" for b in BATCHES})
+    fwd, fb = pass_times(loaded.model, 224)
+    print("per-image pass time (ms) by batch:", {b: f"fwd {fwd[b] * 1e3:.1f} / fb {fb[b] * 1e3:.1f}" for b in fwd})
     channels = 1280
     print(f"\n{'method':22s} {'seconds':>8s} {'passes (f, fb)':>15s} {'floor s':>8s} {'ratio':>6s}")
     grid_total = 0.0
@@ -83,7 +49,7 @@ def main() -> None:
         floor = n_f * best_up_to(fwd, n_f) + n_fb * best_up_to(fb, n_fb)
         maps[name] = explainers.explain(name, loaded, x, target)[0].numpy()  # warm-up (builds the LRP copy etc.)
         reps = 3 if floor < 3 else 1
-        sec = _time(lambda name=name: explainers.explain(name, loaded, x, target), reps=reps) if reps > 1 else _once(name, loaded, x, target)
+        sec = best_of(lambda name=name: explainers.explain(name, loaded, x, target), reps=reps) if reps > 1 else _once(name, loaded, x, target)
         if spec.default:
             grid_total += sec
         ratio = f"{sec / floor:6.2f}" if floor > 0 else "     -"

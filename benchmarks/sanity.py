@@ -16,47 +16,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from timing import best_up_to, pass_times  # noqa: E402
 
 import explainers  # noqa: E402
 import metrics  # noqa: E402
 import zoo  # noqa: E402
-
-BATCHES = [1, 2, 4, 8, 16, 32]
-
-
-def _best(fn, reps: int = 3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def pass_times(model: torch.nn.Module, size: int) -> tuple[dict[int, float], dict[int, float]]:
-    fwd, fb = {}, {}
-    for bs in BATCHES:
-        x = torch.randn(bs, 3, size, size)
-
-        def forward(x: torch.Tensor = x) -> None:
-            with torch.no_grad():
-                model(x)
-
-        def forward_backward(x: torch.Tensor = x) -> None:
-            xg = x.clone().requires_grad_(True)
-            model(xg)[:, 0].sum().backward()
-
-        fwd[bs] = _best(forward) / bs
-        fb[bs] = _best(forward_backward) / bs
-    return fwd, fb
-
-
-def best_up_to(times: dict[int, float], n: int) -> float:
-    return min(t for bs, t in times.items() if bs <= max(1, n))
 
 
 def main() -> None:
@@ -67,7 +35,7 @@ def main() -> None:
     blocks = metrics.model_blocks(loaded)
     steps = len(blocks) + 1
     print(f"EfficientNet-Lite0, chelsea -> {target}; {len(methods)} default methods x {steps} maps; {torch.get_num_threads()} threads")
-    fwd, fb = pass_times(loaded.model, 224)
+    fwd, fb = pass_times(loaded.model, 224, [1, 2, 4, 8, 16, 32])
     floor = 0.0
     for m in methods:
         spec = explainers.get(m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -56,26 +57,30 @@ def server():
     log.close()
 
 
-def test_the_compare_page_renders_the_grid_in_a_real_browser(server):
+IMAGES_DECODED = "() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")].every(i => i.complete && i.naturalWidth > 0)"
+
+
+@contextlib.contextmanager
+def browser_page(url: str, shot: str, height: int = 2000):
+    """A chromium page at ``url``; on leaving: no exception box on the page, every image decoded, a full-page
+    screenshot saved as ``artifacts/screenshots/<shot>``."""
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(server)
-        page.wait_for_selector("text=Download the grid", timeout=240_000)
-        images = page.locator("[data-testid='stImage'] img")
-        assert images.count() >= 10
-        # every grid image actually decoded in the browser
-        assert page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")].every(i => i.complete && i.naturalWidth > 0)")
-        assert page.locator("[data-testid='stException']").count() == 0
-        assert page.get_by_text("Saliency ·").count() >= 1
-        shot = SHOTS / "compare.png"
-        page.screenshot(path=str(shot), full_page=True)
-        browser.close()
-    shutil.copy(shot, SHOTS / "latest.png")
-    print(f"\nscreenshot saved to {shot}")
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page.goto(url)
+            yield page
+            page.wait_for_timeout(500)
+            errors = page.locator("[data-testid='stException']")
+            assert errors.count() == 0, errors.first.inner_text()
+            assert page.evaluate(IMAGES_DECODED)
+            page.screenshot(path=str(SHOTS / shot), full_page=True)
+            print(f"\nscreenshot saved to {SHOTS / shot}")
+        finally:
+            browser.close()
 
 
 def _pick(page, label: str, option: str) -> None:
@@ -85,42 +90,33 @@ def _pick(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option).first.click()
 
 
-def test_the_faithfulness_page_renders_curves_scrubber_and_leaderboard(server):
-    from playwright.sync_api import sync_playwright
+def test_the_compare_page_renders_the_grid_in_a_real_browser(server):
+    with browser_page(server, "compare.png", height=1600) as page:
+        page.wait_for_selector("text=Download the grid", timeout=240_000)
+        assert page.locator("[data-testid='stImage'] img").count() >= 10
+        assert page.get_by_text("Saliency ·").count() >= 1
+    shutil.copy(SHOTS / "compare.png", SHOTS / "latest.png")
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 2400})
-        # a shareable link opens the page on the synthetic model (the default model's first visit is a minute of work)
-        page.goto(server + "/faithfulness?model=synthetic_shapes&image=shapes:%20square")
-        page.wait_for_selector("text=Pixels per step", timeout=240_000)
+
+def test_the_faithfulness_page_renders_curves_scrubber_and_leaderboard(server):
+    # a shareable link opens the page on the synthetic model (the default model's first visit is a minute of work)
+    with browser_page(server + "/faithfulness?model=synthetic_shapes&image=shapes:%20square", "faithfulness.png", height=2400) as page:
         page.wait_for_selector("text=Download the scores (CSV)", timeout=240_000)
         page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=60_000)
         # one line per method and curve in the plot, drawn by plotly in the browser
         assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 2 * 2
         assert page.get_by_text("Deletion (lower AUC is better)").count() >= 1
         assert page.get_by_text("What the model sees at each step").count() == 1
-        shot = SHOTS / "faithfulness.png"
-        page.screenshot(path=str(shot), full_page=True)
+    with browser_page(server + "/faithfulness?model=synthetic_shapes&image=shapes:%20square", "leaderboard.png", height=2400) as page:
+        page.wait_for_selector("text=Download the scores (CSV)", timeout=240_000)
         page.get_by_role("button", name="Run the leaderboard").click()
         page.wait_for_selector("text=Download the summary (CSV)", timeout=240_000)
         page.wait_for_timeout(1500)  # let plotly draw the bars and the heat map
         assert page.locator(".js-plotly-plot").count() == 3
-        assert page.locator("[data-testid='stException']").count() == 0
-        page.screenshot(path=str(SHOTS / "leaderboard.png"), full_page=True)
-        browser.close()
-    print(f"\nscreenshot saved to {shot}")
 
 
 def test_the_sanity_page_draws_the_adebayo_figure_and_curves(server):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 2000})
-        page.goto(server + "/sanity")
+    with browser_page(server + "/sanity", "sanity.png") as page:
         page.wait_for_selector("text=Run the sanity check", timeout=240_000)
         _pick(page, "Model", "Synthetic shapes CNN (trained here)")
         page.wait_for_timeout(1000)
@@ -129,25 +125,12 @@ def test_the_sanity_page_draws_the_adebayo_figure_and_curves(server):
         page.get_by_role("button", name="Run the sanity check").click()
         page.wait_for_selector("text=Download the similarities (CSV)", timeout=240_000)
         page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=60_000)
-        errors = page.locator("[data-testid='stException']")
-        assert errors.count() == 0, errors.first.inner_text()
         assert page.get_by_text("Maps as the model is randomized").count() == 1
-        # the figure decoded in the browser, and one curve per method and measure
-        assert page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")].every(i => i.complete && i.naturalWidth > 0)")
-        assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4 * 4
-        assert page.locator("[data-testid='stException']").count() == 0
-        page.screenshot(path=str(SHOTS / "sanity.png"), full_page=True)
-        browser.close()
+        assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4 * 4  # one curve per method and measure
 
 
 def test_the_robustness_page_shows_the_attack_side_by_side(server):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 2000})
-        page.goto(server + "/robustness?model=synthetic_shapes&image=shapes:%20circle")
+    with browser_page(server + "/robustness?model=synthetic_shapes&image=shapes:%20circle", "robustness.png") as page:
         page.wait_for_selector("text=Perturbation", timeout=240_000)
         page.get_by_text("PGD", exact=True).click()
         page.wait_for_timeout(500)
@@ -155,23 +138,12 @@ def test_the_robustness_page_shows_the_attack_side_by_side(server):
         page.wait_for_selector("text=Download the scores (CSV)", timeout=240_000)
         page.get_by_role("button", name="Compute the curve").first.click()
         page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=240_000)
-        errors = page.locator("[data-testid='stException']")
-        assert errors.count() == 0, errors.first.inner_text()
         assert page.get_by_text("Each map before and after").count() == 1
-        assert page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")].every(i => i.complete && i.naturalWidth > 0)")
         assert page.locator("[data-testid='stImage'] img").count() >= 4 + 2
-        page.screenshot(path=str(SHOTS / "robustness.png"), full_page=True)
-        browser.close()
 
 
 def test_the_anatomy_page_optimizes_an_image_live(server):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 2200})
-        page.goto(server + "/anatomy")
+    with browser_page(server + "/anatomy", "anatomy.png", height=2200) as page:
         page.wait_for_selector("text=Activation maximization", timeout=240_000)
         _pick(page, "Model", "Synthetic shapes CNN (trained here)")
         page.wait_for_timeout(1500)
@@ -179,10 +151,4 @@ def test_the_anatomy_page_optimizes_an_image_live(server):
         page.get_by_role("button", name="Optimize").click()
         page.wait_for_selector("text=Download the image (PNG)", timeout=240_000)
         page.wait_for_selector("text=What the model sees in it", timeout=60_000)
-        page.wait_for_timeout(1000)
-        errors = page.locator("[data-testid='stException']")
-        assert errors.count() == 0, errors.first.inner_text()
-        assert page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")].every(i => i.complete && i.naturalWidth > 0)")
         assert page.locator("[data-testid='stImage'] img").count() >= 1 + 1 + 16 + 1
-        page.screenshot(path=str(SHOTS / "anatomy.png"), full_page=True)
-        browser.close()
