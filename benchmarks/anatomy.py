@@ -48,3 +48,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    import resource
+
+    print(f"peak memory (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")

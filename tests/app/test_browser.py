@@ -152,3 +152,10 @@ def test_the_anatomy_page_optimizes_an_image_live(server):
         page.wait_for_selector("text=Download the image (PNG)", timeout=240_000)
         page.wait_for_selector("text=What the model sees in it", timeout=60_000)
         assert page.locator("[data-testid='stImage'] img").count() >= 1 + 1 + 16 + 1
+
+
+def test_the_methods_page_lists_the_registry(server):
+    with browser_page(server + "/methods", "methods.png", height=1600) as page:
+        page.wait_for_selector("text=Metrics", timeout=120_000)
+        page.wait_for_timeout(1000)
+        assert page.locator("[data-testid='stDataFrame']").count() == 2  # methods and metrics

@@ -117,6 +117,11 @@ def test_methods_page_lists_every_method():
     at.switch_page("app_pages/methods.py").run()
     assert not at.exception
     assert len(at.dataframe[0].value) == len(explainers.names())
+    import metrics
+
+    table = at.dataframe[1].value
+    assert list(table["name"]) == metrics.names()
+    assert dict(zip(table["name"], table["better"], strict=True))["deletion"] == "lower is better"
 
 
 def test_a_shareable_link_opens_on_its_model_and_image():
