@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import operator
-import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,10 +28,7 @@ from torch import nn
 from zennit.layer import Sum
 
 from core.errors import MethodNotApplicable
-
-_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-RNG_LOCK = threading.RLock()  # captum samples from the global RNG: seeded methods hold this
+from core.locks import RNG_LOCK, model_lock  # noqa: F401  (re-exported: explainers.context.model_lock)
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -45,15 +41,6 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.Hardtanh,
     nn.Softplus,
 )
-
-
-def model_lock(model: nn.Module) -> threading.RLock:
-    """The lock that guards hooks on ``model`` (created on first use)."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            lock = _LOCKS[model] = threading.RLock()
-        return lock
 
 
 @dataclass

@@ -390,7 +390,9 @@ def fragility(
             with torch.no_grad():
                 cand = (delta + alpha * g.sign()).clamp(-e, e)
                 cand = (u + cand).clamp(0, 1) - u
-                if int(net(to_in(u + cand)).argmax(1)) == label:  # the label must hold at every step
+                with model_lock(net):  # a forward of the shared model: never through another session's hooks
+                    same = int(net(to_in(u + cand)).argmax(1)) == label
+                if same:  # the label must hold at every step
                     delta, accepted = cand, accepted + 1
                 else:
                     alpha /= 2
@@ -401,7 +403,7 @@ def fragility(
     x_rand = to_in((u + e * sign).clamp(0, 1))
     att_map = _explain(model, method, x_att, t, params, 1)[0]
     rnd_map = _explain(model, method, x_rand, t, params, 1)[0]
-    with torch.no_grad():
+    with torch.no_grad(), model_lock(net):
         kept = int(net(x_att).argmax(1)) == label
     return Fragility(
         x_att,

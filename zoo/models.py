@@ -23,6 +23,7 @@ from torch import nn
 
 from core import DEVICE, Registry
 from core.errors import ImageError, ModelFileError, ModelUnavailable
+from core.locks import model_lock
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -119,8 +120,10 @@ class LoadedModel:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities [B,K] for a preprocessed batch."""
-        return torch.softmax(self.model(x).float(), dim=-1)
+        """Softmax probabilities [B,K] for a preprocessed batch (under the model's lock: a forward of the shared
+        model must not run through another session's hooks)."""
+        with model_lock(self.model):
+            return torch.softmax(self.model(x).float(), dim=-1)
 
 
 def _freeze(model: nn.Module) -> nn.Module:

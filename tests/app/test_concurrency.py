@@ -34,7 +34,7 @@ def _session(methods: list[str], step: int, image: str) -> dict:
     at.session_state["faith::step"] = step
     at.switch_page("app_pages/faithfulness.py")
     at.run()
-    assert not at.exception, at.exception
+    assert not at.exception, [(e.message, "".join(e.stack_trace)[-1500:]) for e in at.exception]
     table = at.dataframe[0].value
     return {row["method"]: (row["deletion AUC ↓"], row["insertion AUC ↑"]) for _, row in table.iterrows()}
 
