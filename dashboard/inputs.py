@@ -160,6 +160,14 @@ def compute(
     return results
 
 
+def page_start(title: str, caption: str) -> tuple[str, zoo.LoadedModel, dict[str, Image.Image]] | None:
+    """An analysis page's opening: state defaults, title and caption, then the shared sidebar (see ``sidebar``)."""
+    S.init()
+    st.title(title)
+    st.caption(caption)
+    return sidebar()
+
+
 def sidebar() -> tuple[str, zoo.LoadedModel, dict[str, Image.Image]] | None:
     """Uploads, model and image pickers; returns (model key, loaded model, image choices) or None (message shown)."""
     _sidebar_uploads()

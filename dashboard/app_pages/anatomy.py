@@ -179,12 +179,10 @@ def _fit_choices(loaded: zoo.LoadedModel, convs: list[str], target: int) -> None
 
 
 def page() -> None:
-    S.init()
-    st.title("Model anatomy")
-    st.caption(
-        "The visualization half of interpretability: layers, filters, feature maps, and images that maximize a unit (Olah et al. 2017; Simonyan et al. 2014)."
+    chosen = inputs.page_start(
+        "Model anatomy",
+        "The visualization half of interpretability: layers, filters, feature maps, and images that maximize a unit (Olah et al. 2017; Simonyan et al. 2014).",
     )
-    chosen = inputs.sidebar()
     if chosen is None:
         return
     model_key, loaded, images = chosen

@@ -323,10 +323,10 @@ def _leaderboard(model_key: str, loaded: zoo.LoadedModel, images: dict, methods:
 
 
 def page() -> None:
-    S.init()
-    st.title("Faithfulness")
-    st.caption("Does the map point at what the model uses? Deletion and insertion (Petsiuk et al. 2018), ROAD, infidelity, localization and complexity.")
-    chosen = inputs.sidebar()
+    chosen = inputs.page_start(
+        "Faithfulness",
+        "Does the map point at what the model uses? Deletion and insertion (Petsiuk et al. 2018), ROAD, infidelity, localization and complexity.",
+    )
     if chosen is None:
         return
     model_key, loaded, images = chosen

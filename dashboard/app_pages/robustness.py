@@ -100,12 +100,10 @@ def _one(
 
 
 def page() -> None:
-    S.init()
-    st.title("Robustness")
-    st.caption(
-        "How much does each map move when the input moves a little? Yeh et al. 2019 (sensitivity), Goodfellow et al. 2015 / Madry et al. 2018 (FGSM, PGD), Ghorbani et al. 2019 (fragility)."
+    chosen = inputs.page_start(
+        "Robustness",
+        "How much does each map move when the input moves a little? Yeh et al. 2019 (sensitivity), Goodfellow et al. 2015 / Madry et al. 2018 (FGSM, PGD), Ghorbani et al. 2019 (fragility).",
     )
-    chosen = inputs.sidebar()
     if chosen is None:
         return
     model_key, loaded, images = chosen

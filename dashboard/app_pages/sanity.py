@@ -205,10 +205,10 @@ def _data_randomization(model_key: str, loaded: zoo.LoadedModel, image_key: str,
 
 
 def page() -> None:
-    S.init()
-    st.title("Sanity checks")
-    st.caption('Adebayo et al. 2018, "Sanity Checks for Saliency Maps": does the map change when the model\'s weights (or its training labels) are randomized?')
-    chosen = inputs.sidebar()
+    chosen = inputs.page_start(
+        "Sanity checks",
+        'Adebayo et al. 2018, "Sanity Checks for Saliency Maps": does the map change when the model\'s weights (or its training labels) are randomized?',
+    )
     if chosen is None:
         return
     model_key, loaded, images = chosen
