@@ -13,7 +13,7 @@ from PIL import Image
 import explainers
 import zoo
 from core.errors import InputError
-from dashboard import cache
+from dashboard import cache, work
 from dashboard import state as S
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
@@ -142,21 +142,22 @@ def method_params(methods: list[str]) -> dict[str, tuple[tuple[str, object], ...
 
 
 def compute(
-    jobs: list[tuple[str, str, torch.Tensor, int]], methods: list[str], params: dict, model_key: str, loaded: zoo.LoadedModel
-) -> dict[tuple[str, str], cache.MapResult]:
-    """Every (image, method) map, cached; a progress bar while anything is computed."""
+    jobs: list[tuple[str, str, torch.Tensor, int]], methods: list[str], params: dict, model_key: str, loaded: zoo.LoadedModel, *, key: str
+) -> dict[tuple[str, str], cache.MapResult] | None:
+    """Every (image, method) map, cached, with progress and a Stop button (``key``: the page's). None when the
+    user stopped this computation (a message with a Resume button is shown instead)."""
+    sig = work.signature("maps", model_key, [(j[0], j[3]) for j in jobs], methods, [params[m] for m in methods])
+    if work.stopped(sig, key=key):
+        return None
     results = {}
     total = len(jobs) * len(methods)
-    bar = st.progress(0.0, text="Computing attributions...") if total else None
-    done = 0
-    for image_key, _label, x, target in jobs:
-        for m in methods:
-            if bar is not None:
-                bar.progress(done / total, text=f"Computing {explainers.get(m).title} ({done + 1}/{total})")
-            results[(image_key, m)] = cache.attribution(model_key, image_key, m, params[m], target, loaded, x)
-            done += 1
-    if bar is not None:
-        bar.empty()
+    with work.Work(sig, "Computing attributions...", key=key) as w:
+        done = 0
+        for image_key, _label, x, target in jobs:
+            for m in methods:
+                w.step(done, total, f"{explainers.get(m).title} ({done + 1}/{total})")
+                results[(image_key, m)] = cache.attribution(model_key, image_key, m, params[m], target, loaded, x)
+                done += 1
     return results
 
 

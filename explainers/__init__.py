@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core import progress
 from core.checks import check_target, check_x
 from core.errors import InputError, ParameterError
 from explainers import cam, controls, gradient, perturbation, propagation  # noqa: F401  (registration)
@@ -82,6 +83,23 @@ def _frozen(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+@contextlib.contextmanager
+def _ticking(model: nn.Module, title: str) -> Iterator[None]:
+    """While a progress reporter listens: one ``progress.tick`` per forward pass of ``model`` (a pre-hook on its
+    first layer, which fx copies of the model share; removed on exit). Nothing for TorchScript models."""
+    first = None
+    if progress.active() and not isinstance(model, torch.jit.ScriptModule):
+        first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    if first is None:
+        yield
+        return
+    handle = first.register_forward_pre_hook(lambda *_: progress.tick(title))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def explain(
     name: str,
     model: Any,
@@ -98,7 +116,7 @@ def explain(
     ``nn.Module`` (``layer`` names the CAM layer). Runs under the model's lock; hooks are
     removed and the model's mode, parameters and ``requires_grad`` flags are left as found.
     Raises ``ParameterError`` / ``MethodNotApplicable`` (``ValueError`` subclasses) with a
-    readable reason.
+    readable reason. Ticks ``core.progress`` once per forward pass (a reporter may cancel the work).
     """
     spec = get(name)
     resolved = spec.resolve(params)
@@ -112,7 +130,7 @@ def explain(
     if hasattr(model, "normalize"):
         bounds = (model.normalize(torch.zeros(1, 3, 1, 1, device=x.device)), model.normalize(torch.ones(1, 3, 1, 1, device=x.device)))
     ctx = Context(model=net, layer=layer or getattr(model, "cam_layer", None), bounds=bounds)
-    with model_lock(net), _frozen(net), torch.enable_grad():
+    with model_lock(net), _frozen(net), torch.enable_grad(), _ticking(net, spec.title):
         out = spec.fn(ctx, x, t, **resolved)
     out = out.detach().float()
     if out.shape != (x.shape[0], *x.shape[-2:]):

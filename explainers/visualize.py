@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core import progress as ticks
 from core.errors import ParameterError
 from explainers.context import capture_layer, model_lock
 
@@ -214,6 +215,7 @@ def maximize(
             p.requires_grad_(False)
         try:
             for step in range(steps):
+                ticks.tick(f"step {step + 1}/{steps}")
                 img = image()
                 seen = _augment(img, gen) if transforms else img
                 if module is None:

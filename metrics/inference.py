@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from core import progress as ticks
 from core.errors import ParameterError
 from explainers.context import fold_batchnorm, trace
 
@@ -64,7 +65,10 @@ class FastForward:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B,K] of ``x`` [B,C,H,W] (float32)."""
-        outs = [self._chunk(x[i : i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)]
+        outs = []
+        for i in range(0, x.shape[0], self.batch_size):
+            ticks.tick("forward passes")  # a reporter may show progress or cancel between chunks
+            outs.append(self._chunk(x[i : i + self.batch_size]))
         return torch.cat(outs) if outs else torch.empty(0)
 
     def _chunk(self, chunk: torch.Tensor) -> torch.Tensor:

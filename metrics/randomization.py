@@ -32,6 +32,7 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 import explainers
+from core import progress as ticks
 from core.errors import InputError, ParameterError
 from explainers.context import RNG_LOCK, forget, model_lock
 from metrics.common import as_module, check_target, check_x, n_classes
@@ -201,6 +202,7 @@ def model_randomization(
         for i, (name, prefixes) in enumerate(order, start=1):
             if progress:
                 progress(i, total, name)
+            ticks.tick(f"randomizing {name}")
             with torch.no_grad():
                 if mode == "independent" and saved is not None:
                     private.load_state_dict(saved, strict=False)  # put the previous block back

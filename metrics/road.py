@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
+from core import progress as ticks
 from core.errors import ParameterError
 from explainers.registry import Param
 from metrics.common import as_module, check_maps, check_target, check_x, n_classes, pixel_ranks
@@ -135,6 +136,7 @@ def road(
             ranks = pixel_ranks(maps[m])
             for bi in range(b):
                 for pi, p in enumerate(pcts):
+                    ticks.tick("imputation")
                     k = round(n_pix * p / 100)
                     removed = ranks[bi] < k if o == "morf" else ranks[bi] >= n_pix - k
                     images.append(impute(x[bi], removed.view(h, w), noise=noise, generator=gen))

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import explainers
+from core import progress as ticks
 from core.errors import MethodNotApplicable, ParameterError
 from explainers.context import ACTIVATIONS, RNG_LOCK, model_lock
 from metrics.common import as_module, check_target, check_x, n_classes
@@ -208,7 +209,8 @@ def pgd(model: Any, x: torch.Tensor, target: torch.Tensor, *, eps: float, steps:
         alpha = 2.5 * e / max(1, steps)
     else:
         raise ParameterError(f"attack must be fgsm or pgd; got {attack!r}")
-    for _ in range(steps):
+    for i in range(steps):
+        ticks.tick(f"{attack} step {i + 1}/{steps}")
         delta.requires_grad_(True)
         loss = F.cross_entropy(_logits(net, to_in(u + delta)), target)
         (grad,) = torch.autograd.grad(loss, delta)
@@ -380,7 +382,8 @@ def fragility(
     alpha = e / 4
     accepted = 0
     with torch.enable_grad():
-        for _ in range(steps):
+        for i in range(steps):
+            ticks.tick(f"attack step {i + 1}/{steps}")
             d = delta.clone().requires_grad_(True)
             xi = to_in(u + d)
             m = _smooth_map(smooth, method, xi, t)[0].abs()

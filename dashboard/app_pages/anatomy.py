@@ -12,7 +12,7 @@ from PIL import Image
 
 import zoo
 from core.errors import InputError
-from dashboard import inputs, render
+from dashboard import inputs, render, work
 from dashboard import state as S
 from explainers import visualize as V
 
@@ -119,33 +119,33 @@ def _maximize_section(model_key: str, loaded: zoo.LoadedModel, target: int, conv
     layer = None if kind == "class" else st.session_state[OBJ_LAYER]
     settings = (model_key, kind, index, layer, st.session_state[PARAM], int(st.session_state[STEPS]), int(st.session_state[SEED]))
     if st.button("Optimize", type="primary"):
+        work.resume()
         preview = st.empty()
-        bar = st.progress(0.0, text="Optimizing...")
+        w = work.Work(work.signature("maximize", settings), "Optimizing...", key="anatomy_opt")
 
         def progress(step: int, steps: int, img: torch.Tensor) -> None:
-            bar.progress(step / steps, text=f"step {step}/{steps}")
+            w.step(step, steps, f"step {step}/{steps}")
             preview.image(_to_uint8(img), caption=f"step {step}", width=256)
 
         pixel = st.session_state[PARAM] == "pixel"
         try:
-            img = V.maximize(
-                loaded,
-                V.Objective(kind, index, layer),
-                steps=settings[5],
-                seed=settings[6],
-                param=st.session_state[PARAM],
-                transforms=not pixel,
-                l2=1.0 if pixel and kind == "class" else 0.0,
-                tv=0.05 if pixel and kind != "class" else 0.0,
-                progress=progress,
-                preview_every=8,
-            )
+            with w:
+                img = V.maximize(
+                    loaded,
+                    V.Objective(kind, index, layer),
+                    steps=settings[5],
+                    seed=settings[6],
+                    param=st.session_state[PARAM],
+                    transforms=not pixel,
+                    l2=1.0 if pixel and kind == "class" else 0.0,
+                    tv=0.05 if pixel and kind != "class" else 0.0,
+                    progress=progress,
+                    preview_every=8,
+                )
         except InputError as exc:
-            bar.empty()
             preview.empty()
             st.error(str(exc))
             return
-        bar.empty()
         preview.empty()
         probs = loaded.predict(loaded.normalize(img))[0].cpu().numpy()
         st.session_state[RESULT] = {"settings": settings, "image": _to_uint8(img), "probs": probs}

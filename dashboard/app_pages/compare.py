@@ -112,7 +112,9 @@ def page() -> None:
     if not methods or not jobs:
         st.info("Choose at least one method and one image.")
         return
-    results = inputs.compute(jobs, methods, params, model_key, loaded)
+    results = inputs.compute(jobs, methods, params, model_key, loaded, key="compare")
+    if results is None:
+        return
     rows = []
     for image_key, label, x, target in jobs:
         unit = inputs.unit(loaded, x)

@@ -17,7 +17,7 @@ import explainers
 import metrics
 import zoo
 from core.errors import InputError
-from dashboard import cache, inputs
+from dashboard import cache, inputs, work
 from dashboard import state as S
 from metrics.deletion_insertion import conventions
 from metrics.inference import is_ready, should_compile
@@ -135,7 +135,9 @@ def _current_image(model_key: str, loaded: zoo.LoadedModel, image_key: str, x: t
     if not methods:
         st.info("Choose at least one method.")
         return
-    results_maps = inputs.compute([(image_key, image_key, x, target)], methods, params, model_key, loaded)
+    results_maps = inputs.compute([(image_key, image_key, x, target)], methods, params, model_key, loaded, key="faith_maps")
+    if results_maps is None:
+        return
     failed = {m: r.error for (_, m), r in results_maps.items() if r.error}
     for m, err in failed.items():
         st.warning(f"**{_title(m)}** is left out: {err}")
@@ -145,19 +147,21 @@ def _current_image(model_key: str, loaded: zoo.LoadedModel, image_key: str, x: t
     maps = {m: results_maps[(image_key, m)].map for m in ok}
     n_points = math.ceil(h * w / step) + 1
     compile_ = should_compile(len(ok) * 2 * max(n_points - 2, 0))
-    bar = st.progress(0.0, text="Deletion and insertion curves...")
+    sig = work.signature("curves", model_key, image_key, target, ok, [params[m] for m in ok], step, substrate, extra_names)
+    if work.stopped(sig, key="faith_curves"):
+        return
     results = []
-    first_build = not is_ready(loaded.model, x, compiled=compile_)
-    for i, m in enumerate(ok):
-        note = " — preparing the fast forward path first (torch.compile: up to a minute, once per server)" if i == 0 and first_build and compile_ else ""
-        bar.progress(i / len(ok), text=f"Deletion and insertion: {_title(m)} ({i + 1}/{len(ok)}, {2 * n_points} points each){note}")
-        results.append(cache.curves(model_key, image_key, m, params[m], target, step, substrate, compile_, loaded, x, maps[m]))
     extra: dict[str, dict[str, float | str]] = {k: {} for k in extra_names}
-    total = len(extra_names) * len(ok)
-    for j, (k, m) in enumerate((k, m) for k in extra_names for m in ok):
-        bar.progress(j / max(total, 1), text=f"{metrics.get(k).title}: {_title(m)}")
-        extra[k][m] = cache.metric_score(model_key, image_key, m, params[m], target, k, (), loaded, x, maps[m], mask)
-    bar.empty()
+    first_build = not is_ready(loaded.model, x, compiled=compile_)
+    with work.Work(sig, "Deletion and insertion curves...", key="faith_curves") as job:
+        for i, m in enumerate(ok):
+            note = " — preparing the fast forward path first (torch.compile: up to a minute, once per server)" if i == 0 and first_build and compile_ else ""
+            job.step(i, len(ok), f"Deletion and insertion: {_title(m)} ({i + 1}/{len(ok)}, {2 * n_points} points each){note}")
+            results.append(cache.curves(model_key, image_key, m, params[m], target, step, substrate, compile_, loaded, x, maps[m]))
+        total = len(extra_names) * len(ok)
+        for j, (k, m) in enumerate((k, m) for k in extra_names for m in ok):
+            job.step(j, total, f"{metrics.get(k).title}: {_title(m)}")
+            extra[k][m] = cache.metric_score(model_key, image_key, m, params[m], target, k, (), loaded, x, maps[m], mask)
     bad = [r for r in results if r.error]
     for r in bad:
         st.warning(f"**{_title(r.method)}**: {r.error}")
@@ -230,23 +234,23 @@ def _leaderboard(model_key: str, loaded: zoo.LoadedModel, images: dict, methods:
         except InputError as exc:
             st.error(str(exc))
             return
-        bar = st.progress(0.0, text="Leaderboard...")
-
-        def progress(i: int, n: int, name: str) -> None:
-            bar.progress(i / max(n, 1), text=f"Image {min(i + 1, n)}/{n}: {name}" if name else "Summarizing...")
-
         metric_params = {"deletion": {"step": step, "substrate": substrate}, "insertion": {"step": step}}
         method_params = {m: dict(params[m]) for m in methods}
-        rows = evaluate(
-            loaded,
-            items,
-            methods,
-            chosen_metrics,
-            metric_params={k: v for k, v in metric_params.items() if k in chosen_metrics},
-            method_params=method_params,
-            progress=progress,
-        )
-        bar.empty()
+        work.resume()
+        with work.Work(work.signature("leaderboard", model_key), "Leaderboard...", key="leaderboard") as w:
+
+            def progress(i: int, n: int, name: str) -> None:
+                w.step(i, n, f"Image {min(i + 1, n)}/{n}: {name}" if name else "Summarizing...")
+
+            rows = evaluate(
+                loaded,
+                items,
+                methods,
+                chosen_metrics,
+                metric_params={k: v for k, v in metric_params.items() if k in chosen_metrics},
+                method_params=method_params,
+                progress=progress,
+            )
         summary = summarize(rows)
         st.session_state[LB_RESULT] = {
             "model": model_key,

@@ -11,7 +11,7 @@ import torch
 import explainers
 import metrics
 import zoo
-from dashboard import cache, inputs, render
+from dashboard import cache, inputs, render, work
 from dashboard import state as S
 from metrics.robustness import DIFFERENTIABLE, SOFTPLUS_BETA, default_k
 
@@ -53,14 +53,28 @@ def _probs_table(loaded: zoo.LoadedModel, before: np.ndarray, after: np.ndarray)
 
 
 def _one(
-    kind: str, eps: float, steps: int, n_samples: int, model_key: str, image_key: str, loaded: zoo.LoadedModel, x, target: int, methods: list[str], params: dict
+    kind: str,
+    eps: float,
+    steps: int,
+    n_samples: int,
+    model_key: str,
+    image_key: str,
+    loaded: zoo.LoadedModel,
+    x,
+    target: int,
+    methods: list[str],
+    params: dict,
+    w: work.Work,
 ) -> tuple[dict, dict]:
     """Scores per method {measure: value} and what to draw, for one attack and eps (everything cached)."""
     scores: dict[str, dict[str, float | str]] = {}
     views: dict[str, tuple[np.ndarray, np.ndarray, object]] = {}
+    label = f"{KINDS[kind]}, eps = {eps:g}/255"
     if kind in ("fgsm", "pgd"):
+        w.step(0, len(methods) + 1, f"{label}: the perturbed input")
         adv = cache.adversarial_input(model_key, image_key, kind, float(eps), int(steps), target, 0, loaded, x)
-        for m in methods:
+        for i, m in enumerate(methods):
+            w.step(i + 1, len(methods) + 1, f"{label}: {_title(m)}")
             a = cache.attribution(model_key, image_key, m, params[m], target, loaded, x)
             b = cache.attribution(model_key, adv.key, m, params[m], target, loaded, adv.x)
             if a.error or b.error:
@@ -69,7 +83,8 @@ def _one(
             scores[m] = metrics.dissimilarity(torch.from_numpy(a.map), torch.from_numpy(b.map))
             views[m] = (a.map, b.map, adv)
     elif kind == "noise":
-        for m in methods:
+        for i, m in enumerate(methods):
+            w.step(i, len(methods), f"{label}: {_title(m)}")
             r = cache.sensitivity(model_key, image_key, m, params[m], target, float(eps), int(n_samples), 0, loaded, x)
             if isinstance(r, str):
                 scores[m] = {"error": r}
@@ -81,7 +96,8 @@ def _one(
             }
             views[m] = (r["clean"], r["worst_map"], r["worst"])
     else:
-        for m in methods:
+        for i, m in enumerate(methods):
+            w.step(i, len(methods), f"{label}: {_title(m)}")
             if m not in DIFFERENTIABLE:
                 scores[m] = {"error": f"the fragility attack needs a map differentiable in its input ({', '.join(_title(d) for d in DIFFERENTIABLE)})"}
                 continue
@@ -128,11 +144,15 @@ def page() -> None:
     settings = (model_key, image_key, target, tuple(methods), tuple(params[m] for m in methods), kind, eps, steps, n_samples)
     if st.button("Run", type="primary"):
         st.session_state[RUN] = settings
+        work.resume()
     if st.session_state.get(RUN) != settings:
         st.info("Press **Run** to perturb the image and recompute the maps (seeded; results are cached per model, image, method, attack and eps).")
         return
-    with st.spinner(f"{KINDS[kind]}, eps = {eps}/255..."):
-        scores, views = _one(kind, eps, steps, n_samples, model_key, image_key, loaded, x, target, methods, params)
+    sig = work.signature("robustness", settings)
+    if work.stopped(sig, key="robust_run"):
+        return
+    with work.Work(sig, f"{KINDS[kind]}, eps = {eps}/255...", key="robust_run") as w:
+        scores, views = _one(kind, eps, steps, n_samples, model_key, image_key, loaded, x, target, methods, params, w)
 
     first = next(iter(views.values()), None)
     if first is not None:
@@ -189,15 +209,15 @@ def page() -> None:
     st.selectbox("Measure", list(MEASURES), key=MEASURE, format_func=MEASURES.get)
     if st.button(f"Compute the curve over eps = {', '.join(map(str, EPS_GRID))} /255"):
         st.session_state[CURVE] = settings
-    if st.session_state.get(CURVE) == settings:
-        bar = st.progress(0.0, text="Curve over eps...")
+        work.resume()
+    curve_sig = work.signature("robustness curve", settings)
+    if st.session_state.get(CURVE) == settings and not work.stopped(curve_sig, key="robust_curve"):
         curve: dict[str, list[float]] = {m: [] for m in methods}
-        for j, e in enumerate(EPS_GRID):
-            bar.progress(j / len(EPS_GRID), text=f"eps = {e}/255")
-            sc, _ = _one(kind, e, steps, n_samples, model_key, image_key, loaded, x, target, methods, params)
-            for m in methods:
-                curve[m].append(float(sc[m].get(st.session_state[MEASURE], np.nan)) if "error" not in sc[m] else np.nan)
-        bar.empty()
+        with work.Work(curve_sig, "Curve over eps...", key="robust_curve") as w:
+            for e in EPS_GRID:
+                sc, _ = _one(kind, e, steps, n_samples, model_key, image_key, loaded, x, target, methods, params, w)
+                for m in methods:
+                    curve[m].append(float(sc[m].get(st.session_state[MEASURE], np.nan)) if "error" not in sc[m] else np.nan)
         fig = go.Figure()
         for m, ys in curve.items():
             fig.add_trace(

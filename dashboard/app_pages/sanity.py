@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 import explainers
 import metrics
 import zoo
-from dashboard import cache, inputs, render
+from dashboard import cache, inputs, render, work
 from dashboard import state as S
 from metrics.randomization import SIMILARITIES
 
@@ -121,17 +121,20 @@ def _model_randomization(model_key: str, loaded: zoo.LoadedModel, image_key: str
         return
     if st.button("Run the sanity check", type="primary"):
         st.session_state[RUN] = settings
+        work.resume()
     if st.session_state.get(RUN) != settings:
         st.info("Press **Run the sanity check** to randomize a copy of the model (the model you explore is never touched).")
         return
-    bar = st.progress(0.0, text="Randomizing...")
+    sig = work.signature("sanity", settings)
+    if work.stopped(sig, key="sanity_run"):
+        return
     results: dict[str, list[cache.RandomizationRow]] = {}
     jobs = [(m, s) for s in seeds for m in rows_methods]
-    for i, (m, seed) in enumerate(jobs):
-        bar.progress(i / len(jobs), text=f"{_title(m)}, seed {seed}: {n_steps} maps ({i + 1}/{len(jobs)})")
-        row = cache.randomization(model_key, image_key, m, params.get(m, ()), target, st.session_state[MODE], seed, tuple(measures), loaded, x)
-        results.setdefault(m, []).append(row)
-    bar.empty()
+    with work.Work(sig, "Randomizing...", key="sanity_run") as w:
+        for i, (m, seed) in enumerate(jobs):
+            w.step(i, len(jobs), f"{_title(m)}, seed {seed}: {n_steps} maps ({i + 1}/{len(jobs)})")
+            row = cache.randomization(model_key, image_key, m, params.get(m, ()), target, st.session_state[MODE], seed, tuple(measures), loaded, x)
+            results.setdefault(m, []).append(row)
     ok = {m: rs for m, rs in results.items() if all(r.maps is not None for r in rs)}
     for m, rs in results.items():
         for r in rs:
@@ -189,7 +192,10 @@ def _data_randomization(model_key: str, loaded: zoo.LoadedModel, image_key: str,
     permuted = cache.model(PERMUTED)
     rows_methods = methods + [c for c in CONTROLS if c not in methods]
     measures = tuple(SIMILARITIES)
-    with st.spinner("Maps from both models..."):
+    sig = work.signature("data randomization", model_key, image_key, rows_methods, [params.get(m, ()) for m in rows_methods], target)
+    if work.stopped(sig, key="sanity_data"):
+        return
+    with work.Work(sig, "Maps from both models...", key="sanity_data"):
         res = cache.data_randomization(
             model_key, image_key, tuple(rows_methods), tuple((m, params.get(m, ())) for m in rows_methods), target, measures, loaded, permuted, x
         )

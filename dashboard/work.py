@@ -1,0 +1,98 @@
+"""Long computations in a page: a progress bar with the elapsed time, and a Stop button.
+
+Inside ``with Work(signature, text, key=...) as w``, ``w.step(done, total, text)`` moves the bar between
+jobs, and the core's ``progress.tick`` calls (every chunk of forward passes, every optimization step,
+every forward of an explainer, every wait for a model another session is using) refresh its text at
+most five times a second. Each refresh sends a message to the browser, which is where Streamlit acts on a
+pending stop or rerun: pressing Stop (ours, or Streamlit's own in the toolbar) interrupts the work within
+one chunk, and the core's context managers remove hooks and release locks as the stop passes through.
+Results finished before the stop stay cached.
+
+The stopped computation is remembered by its signature (the settings it was computing): the page then
+shows "Stopped" with a Resume button instead of starting it again, until a setting changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from types import TracebackType
+
+import streamlit as st
+from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
+
+from core import progress
+
+STOPPED = "stopped_work"  # session key: the signature of the computation the user stopped
+REFRESH_S = 0.2
+
+
+def signature(*settings: object) -> str:
+    """A short stable name for a computation's settings."""
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+
+
+def _stop(sig: str) -> None:
+    st.session_state[STOPPED] = sig
+
+
+def _resume() -> None:
+    st.session_state.pop(STOPPED, None)
+
+
+def resume() -> None:
+    """Forget a stop (a Run button calls this: running again is resuming)."""
+    _resume()
+
+
+def stopped(sig: str, *, key: str) -> bool:
+    """True when the user stopped the computation ``sig``: then a message and a Resume button are shown."""
+    if st.session_state.get(STOPPED) != sig:
+        return False
+    c1, c2 = st.columns([5, 1], vertical_alignment="center")
+    c1.info("Stopped. Press **Resume** (or change a setting) to compute again; what had finished is kept.")
+    c2.button("Resume", key=f"resume::{key}", on_click=_resume, type="primary")
+    return True
+
+
+class Work:
+    """A progress bar and a Stop button for one computation (see the module docstring)."""
+
+    def __init__(self, sig: str, text: str, *, key: str) -> None:
+        self._slot = st.empty()
+        with self._slot.container():
+            c1, c2 = st.columns([6, 1], vertical_alignment="center")
+            self._bar = c1.progress(0.0, text=text)
+            c2.button("Stop", key=f"stop::{key}", on_click=_stop, args=(sig,), help="Stop this computation; the page stays usable")
+        self._text, self._note, self._frac = text, "", 0.0
+        self._start = self._last = time.perf_counter()
+        self._reporting = progress.reporting(self._tick)
+
+    def step(self, done: int, total: int, text: str) -> None:
+        """Job ``done`` of ``total`` starts; ``text`` says which."""
+        self._frac, self._text, self._note = done / max(total, 1), text, ""
+        self._draw()
+
+    def _tick(self, note: str) -> None:
+        if time.perf_counter() - self._last >= REFRESH_S:
+            self._note = note
+            self._draw()
+
+    def _draw(self) -> None:
+        self._last = time.perf_counter()
+        text = " · ".join(t for t in (self._text, self._note, f"{self._last - self._start:.0f} s") if t)
+        # a refresh made from inside a cached function belongs to this run, not to the cached result
+        token = in_cached_function.set(False)
+        try:
+            self._bar.progress(min(max(self._frac, 0.0), 1.0), text=text)
+        finally:
+            in_cached_function.reset(token)
+
+    def __enter__(self) -> Work:
+        self._reporting.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._reporting.__exit__(exc_type, exc, tb)
+        if exc_type is None or issubclass(exc_type, Exception):  # not on Streamlit's stop/rerun: the run is ending
+            self._slot.empty()
