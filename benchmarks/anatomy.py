@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from timing import print_peak_memory  # noqa: E402
 
 import zoo  # noqa: E402
 from explainers import visualize as V  # noqa: E402
@@ -48,6 +50,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    import resource
 
-    print(f"peak memory (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
+    print_peak_memory()

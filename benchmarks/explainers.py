@@ -18,7 +18,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from timing import best_of, best_up_to, pass_times  # noqa: E402
+from timing import best_of, best_up_to, pass_times, print_peak_memory  # noqa: E402
 
 import explainers  # noqa: E402
 import zoo  # noqa: E402
@@ -64,6 +64,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    import resource
 
-    print(f"peak memory (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
+    print_peak_memory()

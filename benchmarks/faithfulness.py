@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from timing import print_peak_memory  # noqa: E402
 
 import explainers  # noqa: E402
 import metrics  # noqa: E402
@@ -114,6 +116,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    import resource
 
-    print(f"peak memory (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
+    print_peak_memory()

@@ -12,15 +12,16 @@ captum's ``sensitivity_max`` does the same sensitivity work on identical samples
 
 from __future__ import annotations
 
-import resource
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from captum.metrics import sensitivity_max  # noqa: E402
+from timing import print_peak_memory  # noqa: E402
 
 import explainers  # noqa: E402
 import metrics  # noqa: E402
@@ -130,7 +131,7 @@ def main() -> None:
     for name, s, floor, note in rows:
         print(f"{name:<66}{s:>7.2f}{floor:>9.2f}{s / floor:>7.2f}  {note}")
     print(f"\nfragility: attacked top-k intersection {fr.attacked['topk_intersection']:.3f} vs random signs {fr.random['topk_intersection']:.3f} (k={fr.k})")
-    print(f"peak memory (ru_maxrss): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB  (goal < 4 GB)")
+    print_peak_memory()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from core.memory import cuda_peak_gb, peak_rss_gb
+
 BATCHES = [1, 2, 4, 8, 16, 32, 64]
 
 
@@ -44,3 +46,9 @@ def pass_times(model: torch.nn.Module, size: int, batches: list[int] = BATCHES) 
 def best_up_to(times: dict[int, float], n: int) -> float:
     """The best per-image time among batch sizes a job of ``n`` passes can use."""
     return min(t for bs, t in times.items() if bs <= max(1, n))
+
+
+def print_peak_memory() -> None:
+    """The process's peak resident memory (and CUDA's peak allocation on a GPU): the 4 GB goal is checked by eye."""
+    cuda = cuda_peak_gb()
+    print(f"peak memory (ru_maxrss): {peak_rss_gb():.2f} GB" + (f"; CUDA peak allocated {cuda:.2f} GB" if cuda is not None else "") + "  (goal < 4 GB)")

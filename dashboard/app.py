@@ -25,5 +25,6 @@ st.navigation(
         st.Page(PAGES / "robustness.py", title="Robustness", icon="🛡️"),
         st.Page(PAGES / "anatomy.py", title="Anatomy", icon="🔬"),
         st.Page(PAGES / "methods.py", title="Methods", icon="📚"),
+        st.Page(PAGES / "server.py", title="Server", icon="🖥️"),
     ]
 ).run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,16 +39,21 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+LOADED: weakref.WeakValueDictionary[str, zoo.LoadedModel] = weakref.WeakValueDictionary()  # what the Server page lists
+
+
 @st.cache_resource(show_spinner=False)
 def model(name: str) -> zoo.LoadedModel:
     """A registry model, loaded once per server process."""
-    return zoo.load_model(name)
+    loaded = LOADED[name] = zoo.load_model(name)
+    return loaded
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def uploaded_model(key: str, _data: bytes, _classes: bytes | None, input_size: int) -> zoo.LoadedModel:
     """A user's TorchScript model, keyed by the file's digest."""
-    return zoo.load_torchscript(_data, _classes, input_size=input_size, name=f"upload:{key}")
+    loaded = LOADED[f"upload:{key}"] = zoo.load_torchscript(_data, _classes, input_size=input_size, name=f"upload:{key}")
+    return loaded
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

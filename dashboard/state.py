@@ -45,7 +45,8 @@ DEFAULTS: dict[str, Any] = {
 
 def init() -> None:
     """Put every default into ``st.session_state`` that is not there yet. A new session may start from the
-    link's query parameters: ``?model=<registry name>&image=<sample name>`` (shareable views for talks)."""
+    link's query parameters: ``?model=<registry name>&image=<sample name>&methods=<name>,<name>`` (shareable
+    views for talks; unknown names are ignored)."""
     first = MODEL not in st.session_state
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
@@ -58,6 +59,9 @@ def init() -> None:
             st.session_state[MODEL] = model
         if image and image in zoo.sample_images():
             st.session_state[IMAGE] = image
+        chosen = [m for m in (st.query_params.get("methods") or "").split(",") if m in explainers.names()]
+        if chosen:
+            st.session_state[METHODS] = list(dict.fromkeys(chosen))
 
 
 def persist() -> None:

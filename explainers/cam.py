@@ -13,13 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import MethodNotApplicable
-from explainers.context import Context, capture_layer, rectified_activations, require_module_model
+from explainers.context import Context, capture_layer, has_conv, rectified_activations, require_module_model
 from explainers.gradient import abs_max
 from explainers.registry import Param, explainer
 
 
 def activations_and_grads(ctx: Context, x: torch.Tensor, target: torch.Tensor, grads: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """A [B,K,h,w] at the CAM layer, dy_c/dA (or None) and the logits [B,classes]."""
+    if not has_conv(ctx.model):
+        raise MethodNotApplicable("CAM methods weight the feature maps of a convolutional layer, and this model has no nn.Conv2d")
     require_module_model(ctx.model, "CAM methods")
     module = ctx.layer_module()
     with capture_layer(module) as store, torch.set_grad_enabled(grads):

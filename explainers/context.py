@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import operator
 import weakref
 from collections.abc import Iterator
@@ -48,7 +49,7 @@ class Context:
     """A method's view of the model.
 
     ``model``: eval mode, parameters frozen. ``layer``: name of the module whose output is
-    the CAM feature map (None: not known). ``bounds``: the input domain's lowest and highest
+    the CAM feature map (None: the model's last ``nn.Conv2d``). ``bounds``: the input domain's lowest and highest
     values per channel, [1,3,1,1] each (the normalized images of black and white pixels).
     """
 
@@ -62,9 +63,13 @@ class Context:
             return torch.cat([self.model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
 
     def layer_module(self) -> nn.Module:
-        if not self.layer:
-            raise MethodNotApplicable("needs a convolutional layer to hook, and none is known for this model")
+        """The CAM layer: ``layer`` by name, else the model's last ``nn.Conv2d`` (in module order)."""
         modules = dict(self.model.named_modules())
+        if not self.layer:
+            convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+            if not convs:
+                raise MethodNotApplicable("needs a convolutional layer to hook, and this model has none")
+            self.layer = convs[-1]
         if self.layer not in modules:
             raise MethodNotApplicable(f"the CAM layer {self.layer!r} is not a module of this model")
         return modules[self.layer]
@@ -76,8 +81,14 @@ class Context:
 
 
 def require_module_model(model: nn.Module, what: str) -> None:
+    """Refuse TorchScript models for methods that hook the model's layers (hooks cannot be added after scripting)."""
     if isinstance(model, torch.jit.ScriptModule):
-        raise MethodNotApplicable(f"{what} attaches rules to the model's modules, which a TorchScript model does not allow")
+        raise MethodNotApplicable(f"{what}: this method hooks the model's layers, which a TorchScript model does not allow")
+
+
+def has_conv(model: nn.Module) -> bool:
+    """Whether the model has a 2-D convolution (for TorchScript models: by the scripted module's original class)."""
+    return any(isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d" for m in model.modules())
 
 
 @contextlib.contextmanager
@@ -281,6 +292,16 @@ def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     new_bias = (bias - bn.running_mean) * scale + bn.bias
     conv.bias = nn.Parameter(new_bias, requires_grad=False)
+
+
+def fingerprint(model: nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) of every parameter and buffer, by name and value: equal exactly when the
+    weights are bit-identical (memory layout, e.g. channels_last, does not count)."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def hook_count(model: nn.Module) -> int:

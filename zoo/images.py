@@ -16,6 +16,7 @@ from core.errors import ImageError
 MAX_PIXELS = 40_000_000  # above this a file is refused as a decompression bomb
 MAX_SIDE = 2048  # larger images are downscaled on load: the model sees at most 256 px anyway
 MIN_SIDE = 8
+MAX_ASPECT = 4  # a longer strip is cropped around its centre to 4x its short side (models see the central square anyway)
 ALLOWED_FORMATS = {"PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF", "GIF"}
 
 
@@ -23,7 +24,8 @@ def load_image(source: bytes | str | Path | IO[bytes]) -> Image.Image:
     """Decode an uploaded image into an RGB ``PIL.Image``.
 
     Honours EXIF orientation; converts grayscale, RGBA/LA (onto white), palette, CMYK and
-    16-bit/float images; takes the first frame of an animation; downsizes very large images.
+    16-bit/float images; takes the first frame of an animation; crops a strip longer than 4:1 around its
+    centre (the models see the central square); downsizes images larger than 2048 px on a side.
     Raises ``ImageError`` with a readable message for empty, truncated, non-image or
     decompression-bomb files.
     """
@@ -59,6 +61,11 @@ def load_image(source: bytes | str | Path | IO[bytes]) -> Image.Image:
         raise ImageError(f"The image is {img.size[0]} x {img.size[1]} pixels; it needs at least {MIN_SIDE} on each side.")
     img = ImageOps.exif_transpose(img) or img
     img = to_rgb(img)
+    w, h = img.size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        keep = MAX_ASPECT * min(w, h)
+        left, top = (w - keep) // 2 if w > h else 0, (h - keep) // 2 if h > w else 0
+        img = img.crop((left, top, left + (keep if w > h else w), top + (keep if h > w else h)))
     if max(img.size) > MAX_SIDE:
         img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     return img

@@ -370,6 +370,22 @@ register_model(
 # 4. The user's own TorchScript model.
 
 
+PROBE_SIZES = (224, 32, 28, 64, 96, 128, 160, 192, 256, 299, 320, 384, 448, 512)  # tried when the given size fails
+
+
+def _try_size(model: nn.Module, size: int) -> object:
+    with torch.no_grad():
+        return model(torch.zeros(1, 3, size, size, device=DEVICE))
+
+
+def _runs_at(model: nn.Module, size: int) -> bool:
+    try:
+        out = _try_size(model, size)
+    except Exception:  # any failure means "not this size"
+        return False
+    return isinstance(out, torch.Tensor) and out.dim() == 2
+
+
 def load_torchscript(
     data: bytes,
     class_names: str | bytes | None = None,
@@ -396,11 +412,12 @@ def load_torchscript(
         raise ModelFileError(f"This is not a loadable TorchScript model: {str(exc).splitlines()[0][:200]}") from exc
     model = _freeze(model)
     try:
-        with torch.no_grad():
-            out = model(torch.zeros(1, 3, input_size, input_size, device=DEVICE))
+        out = _try_size(model, input_size)
     except Exception as exc:
         msg = str(exc).strip().splitlines()
-        raise ModelFileError(f"The model fails on a 1x3x{input_size}x{input_size} input: {(msg[-1] if msg else type(exc).__name__)[:300]}") from exc
+        works = next((s for s in PROBE_SIZES if s != input_size and _runs_at(model, s)), None)
+        hint = f" It runs on {works}x{works} inputs: set the input size to {works}." if works else ""
+        raise ModelFileError(f"The model fails on a 1x3x{input_size}x{input_size} input: {(msg[-1] if msg else type(exc).__name__)[:300]}.{hint}") from exc
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelFileError(f"The model must return logits of shape [batch, classes]; it returned {shape}.")
