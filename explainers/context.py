@@ -18,6 +18,7 @@ import contextlib
 import copy
 import hashlib
 import operator
+import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,7 +191,26 @@ _LEAVES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm2d, nn.MaxPoo
 
 
 class _Tracer(fx.Tracer):
-    """Treat subclasses of standard layers (e.g. EfficientNet's same-padding conv) as leaves."""
+    """Treat subclasses of standard layers (e.g. EfficientNet's same-padding conv) as leaves.
+
+    Thread-safe: while it traces, torch.fx patches ``nn.Module.__call__`` and ``__getattr__`` for the whole
+    process, so another session's forward pass (of any model) would run through this tracer and fail with
+    "module is not installed as a submodule". Calls from other threads go straight to the original methods.
+    """
+
+    def trace(self, root: nn.Module, concrete_args: dict | None = None) -> fx.Graph:  # type: ignore[override]
+        self._thread = threading.get_ident()
+        return super().trace(root, concrete_args)
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):  # type: ignore[no-untyped-def]
+        if threading.get_ident() != self._thread:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val, parameter_proxy_cache: dict):  # type: ignore[no-untyped-def]
+        if threading.get_ident() != self._thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, _LEAVES) or super().is_leaf_module(m, qualname)

@@ -294,3 +294,36 @@ def test_fresh_tiny_model_is_not_changed_by_lrp_copy():
     before = {k: v.clone() for k, v in m.state_dict().items()}
     explainers.explain("lrp_epsilon_plus", m, torch.randn(1, 3, 8, 8), 0)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_tracing_in_one_thread_does_not_break_forward_passes_in_another(tiny, tiny_input):
+    """torch.fx patches nn.Module.__call__ for the whole process while it traces: another session's forward
+    must still run normally (the browser concurrency test found this)."""
+    from explainers.context import trace
+
+    inside, release = threading.Event(), threading.Event()
+
+    class Blocking(nn.Module):
+        def forward(self, x):
+            inside.set()
+            release.wait(10)
+            return x * 2
+
+    class Traced(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = Blocking()
+            self.lin = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.lin(self.block(x))
+
+    want = tiny(tiny_input)
+    t = threading.Thread(target=lambda: trace(Traced()))
+    t.start()
+    assert inside.wait(10)  # the tracer is now mid-trace, with nn.Module.__call__ patched
+    try:
+        assert torch.equal(tiny(tiny_input), want)  # another thread's forward of an unrelated model
+    finally:
+        release.set()
+        t.join(10)

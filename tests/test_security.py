@@ -37,3 +37,21 @@ def test_no_eval_exec_or_unsafe_html_and_torch_load_is_weights_only() -> None:
             if name == "load" and isinstance(call.func, ast.Attribute) and getattr(call.func.value, "id", "") == "torch":
                 weights_only = [kw for kw in call.keywords if kw.arg == "weights_only"]
                 assert weights_only and getattr(weights_only[0].value, "value", None) is True, f"torch.load without weights_only=True at {where}"
+
+
+def test_the_dashboard_never_writes_uploads_to_disk() -> None:
+    """Uploads stay in memory: no page or helper of the dashboard, nor the image/model loaders, opens a file for
+    writing or makes a temporary file."""
+    writers = {"write_bytes", "write_text", "NamedTemporaryFile", "TemporaryFile", "mkstemp", "mkdtemp", "TemporaryDirectory", "save"}
+    files = list((ROOT / "dashboard").rglob("*.py")) + [ROOT / "zoo" / "images.py"]
+    for path in files:
+        for call in _calls(path):
+            name = call.func.id if isinstance(call.func, ast.Name) else call.func.attr if isinstance(call.func, ast.Attribute) else ""
+            where = f"{path.relative_to(ROOT)}:{call.lineno}"
+            if name == "save":  # PIL's Image.save into an in-memory buffer is fine; a path is not
+                assert call.args and isinstance(call.args[0], ast.Name) and call.args[0].id in ("buf", "out"), where
+                continue
+            assert name not in writers, where
+            if name == "open" and isinstance(call.func, ast.Name):
+                mode = call.args[1].value if len(call.args) > 1 and isinstance(call.args[1], ast.Constant) else "r"
+                assert "w" not in mode and "a" not in mode, where

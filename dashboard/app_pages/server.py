@@ -34,7 +34,7 @@ for key, loaded in sorted(cache.LOADED.items()):
         }
     )
 if rows:
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.table(rows)
     st.caption(
         "Weights fingerprint: SHA-256 of every parameter and buffer (bit-identical weights, same fingerprint). Hooks attached: 0 whenever the model is idle."
     )

@@ -3,59 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
-        pytest.skip("Debian chromium not installed (make test installs it)")
-    port = _free_port()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    log = (SHOTS.parent / "streamlit-server.log").open("w")  # server-side tracebacks land here
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("the streamlit server did not start")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
-
+from tests.app.conftest import CHROMIUM, FLAGS, SHOTS
 
 IMAGES_DECODED = "() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")].every(i => i.complete && i.naturalWidth > 0)"
 
@@ -159,3 +109,12 @@ def test_the_methods_page_lists_the_registry(server):
         page.wait_for_selector("text=Metrics", timeout=120_000)
         page.wait_for_timeout(1000)
         assert page.locator("[data-testid='stDataFrame']").count() == 2  # methods and metrics
+
+
+def test_the_server_page_lists_the_loaded_models(server):
+    with browser_page(server + "/?model=synthetic_shapes&image=shapes:%20cross&methods=saliency", "compare-shapes.png") as page:
+        page.wait_for_selector("text=Download the grid", timeout=240_000)
+    with browser_page(server + "/server", "server.png", height=900) as page:
+        page.wait_for_selector("text=Weights fingerprint", timeout=60_000)
+        row = page.locator("table tbody tr").filter(has_text="synthetic_shapes").first.inner_text()
+        assert "idle" in row
