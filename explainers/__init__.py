@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core import progress
+from core import memory, progress
 from core.checks import check_target, check_x
 from core.errors import InputError, ParameterError
 from explainers import cam, controls, gradient, perturbation, propagation  # noqa: F401  (registration)
@@ -40,6 +40,9 @@ __all__ = [
     "model_lock",
     "names",
 ]
+
+
+GRADIENT_FAMILIES = ("gradient", "path")  # their batches run forward and backward
 
 
 def names() -> list[str]:
@@ -131,6 +134,10 @@ def explain(
         bounds = (model.normalize(torch.zeros(1, 3, 1, 1, device=x.device)), model.normalize(torch.ones(1, 3, 1, 1, device=x.device)))
     ctx = Context(model=net, layer=layer or getattr(model, "cam_layer", None), bounds=bounds)
     with model_lock(net), _frozen(net), torch.enable_grad(), _ticking(net, spec.title):
+        if "batch_size" in resolved:  # adapt to memory: a batch never exceeds core.memory.BUDGET_GB (estimated)
+            acts = memory.activations(net, x)
+            if acts is not None:
+                resolved["batch_size"] = memory.fit_batch(resolved["batch_size"], acts.per_image(grad=spec.family in GRADIENT_FAMILIES))
         out = spec.fn(ctx, x, t, **resolved)
     out = out.detach().float()
     if out.shape != (x.shape[0], *x.shape[-2:]):

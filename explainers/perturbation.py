@@ -58,16 +58,23 @@ def occlusion(ctx: Context, x: torch.Tensor, target: torch.Tensor, window: float
     return attr.mean(dim=1)
 
 
-def rise_masks(n: int, size: tuple[int, int], cells: int, p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """N random masks [N,H,W] as in Petsiuk et al.: a cells x cells binary grid (keep prob p),
-    upsampled bilinearly to (cells+1) * cell size and cropped at a random shift."""
+def rise_draws(n: int, size: tuple[int, int], cells: int, p: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The random part of N RISE masks, drawn at once (so the masks do not depend on the batch size): binary
+    grids [N,1,cells,cells] (keep probability p) and shifts dy, dx [N] within one cell."""
     h, w = size
     ch, cw = math.ceil(h / cells), math.ceil(w / cells)
     grid = (torch.rand(n, 1, cells, cells, generator=generator) < p).float()
+    return grid, torch.randint(0, ch, (n,), generator=generator), torch.randint(0, cw, (n,), generator=generator)
+
+
+def rise_masks(grid: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Masks [N,H,W] as in Petsiuk et al.: each grid upsampled bilinearly to (cells+1) * cell size and cropped
+    at its shift."""
+    h, w = size
+    cells = grid.shape[-1]
+    ch, cw = math.ceil(h / cells), math.ceil(w / cells)
     up = F.interpolate(grid, size=((cells + 1) * ch, (cells + 1) * cw), mode="bilinear", align_corners=False)
-    dy = torch.randint(0, ch, (n,), generator=generator).tolist()
-    dx = torch.randint(0, cw, (n,), generator=generator).tolist()
-    masks = torch.stack([up[i, 0, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    masks = torch.stack([up[i, 0, int(dy[i]) : int(dy[i]) + h, int(dx[i]) : int(dx[i]) + w] for i in range(len(grid))])
     return masks.to(device)
 
 
@@ -93,11 +100,12 @@ def rise(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_masks: int, cell
     h, w = x.shape[-2:]
     out = []
     for b in range(len(x)):
+        grid, dy, dx = rise_draws(n_masks, (h, w), cells, p, gen)
         acc = torch.zeros(h, w, device=x.device)
         done = 0
         while done < n_masks:
             k = min(batch_size, n_masks - done)
-            masks = rise_masks(k, (h, w), cells, p, gen, x.device)
+            masks = rise_masks(grid[done : done + k], dy[done : done + k], dx[done : done + k], (h, w), x.device)
             with torch.no_grad():
                 probs = torch.softmax(ctx.model(x[b : b + 1] * masks.unsqueeze(1)).float(), dim=1)[:, target[b]]
             acc += torch.einsum("n,nhw->hw", probs, masks)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from core import memory
 from core import progress as ticks
 from core.errors import ParameterError
 from explainers.context import fold_batchnorm, trace
@@ -171,6 +172,10 @@ def fast_forward(model: nn.Module, sample: torch.Tensor, *, batch_size: int | No
             eager, folded = inference_copy(model)
             eager = eager.to(sample.device)
             candidates = CUDA_BATCHES if sample.is_cuda else CPU_BATCHES
+            acts = memory.activations(eager, sample)  # the private copy: no lock needed
+            if acts is not None:  # adapt to memory: only batches that fit core.memory.BUDGET_GB
+                fit = memory.fit_batch(max(candidates), acts.per_image(grad=False))
+                candidates = tuple(c for c in candidates if c <= fit) or (fit,)
             bs = batch_size or _measure_batch(eager, sample, candidates)
             ff = FastForward(eager, bs, folded=folded)
         if want:
