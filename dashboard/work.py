@@ -36,13 +36,9 @@ def _stop(sig: str) -> None:
     st.session_state[STOPPED] = sig
 
 
-def _resume() -> None:
-    st.session_state.pop(STOPPED, None)
-
-
 def resume() -> None:
-    """Forget a stop (a Run button calls this: running again is resuming)."""
-    _resume()
+    """Forget a stop (the Resume button; a Run button too: running again is resuming)."""
+    st.session_state.pop(STOPPED, None)
 
 
 def stopped(sig: str, *, key: str) -> bool:
@@ -51,8 +47,23 @@ def stopped(sig: str, *, key: str) -> bool:
         return False
     c1, c2 = st.columns([5, 1], vertical_alignment="center")
     c1.info("Stopped. Press **Resume** (or change a setting) to compute again; what had finished is kept.")
-    c2.button("Resume", key=f"resume::{key}", on_click=_resume, type="primary")
+    c2.button("Resume", key=f"resume::{key}", on_click=resume, type="primary")
     return True
+
+
+def run_button(label: str, settings: tuple, *, key: str, hint: str | None = None, primary: bool = True) -> str | None:
+    """A Run button for work on ``settings`` (kept under ``key`` in the session, so results stay on screen across
+    reruns until a setting changes): the work's signature once pressed; None before (``hint`` shown) or when the
+    user stopped it (Resume shown)."""
+    if st.button(label, type="primary" if primary else "secondary"):
+        st.session_state[key] = settings
+        resume()
+    if st.session_state.get(key) != settings:
+        if hint:
+            st.info(hint)
+        return None
+    sig = signature(key, settings)
+    return None if stopped(sig, key=key) else sig
 
 
 class Work:

@@ -142,16 +142,11 @@ def page() -> None:
     steps = int(st.session_state.get(STEPS, 10))
     n_samples = int(st.session_state.get(SAMPLES, 10))
     settings = (model_key, image_key, target, tuple(methods), tuple(params[m] for m in methods), kind, eps, steps, n_samples)
-    if st.button("Run", type="primary"):
-        st.session_state[RUN] = settings
-        work.resume()
-    if st.session_state.get(RUN) != settings:
-        st.info("Press **Run** to perturb the image and recompute the maps (seeded; results are cached per model, image, method, attack and eps).")
+    hint = "Press **Run** to perturb the image and recompute the maps (seeded; results are cached per model, image, method, attack and eps)."
+    sig = work.run_button("Run", settings, key=RUN, hint=hint)
+    if sig is None:
         return
-    sig = work.signature("robustness", settings)
-    if work.stopped(sig, key="robust_run"):
-        return
-    with work.Work(sig, f"{KINDS[kind]}, eps = {eps}/255...", key="robust_run") as w:
+    with work.Work(sig, f"{KINDS[kind]}, eps = {eps}/255...", key=RUN) as w:
         scores, views = _one(kind, eps, steps, n_samples, model_key, image_key, loaded, x, target, methods, params, w)
 
     first = next(iter(views.values()), None)
@@ -207,13 +202,10 @@ def page() -> None:
 
     st.subheader("Against eps")
     st.selectbox("Measure", list(MEASURES), key=MEASURE, format_func=MEASURES.get)
-    if st.button(f"Compute the curve over eps = {', '.join(map(str, EPS_GRID))} /255"):
-        st.session_state[CURVE] = settings
-        work.resume()
-    curve_sig = work.signature("robustness curve", settings)
-    if st.session_state.get(CURVE) == settings and not work.stopped(curve_sig, key="robust_curve"):
+    curve_sig = work.run_button(f"Compute the curve over eps = {', '.join(map(str, EPS_GRID))} /255", settings, key=CURVE, primary=False)
+    if curve_sig is not None:
         curve: dict[str, list[float]] = {m: [] for m in methods}
-        with work.Work(curve_sig, "Curve over eps...", key="robust_curve") as w:
+        with work.Work(curve_sig, "Curve over eps...", key=CURVE) as w:
             for e in EPS_GRID:
                 sc, _ = _one(kind, e, steps, n_samples, model_key, image_key, loaded, x, target, methods, params, w)
                 for m in methods:

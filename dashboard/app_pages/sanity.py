@@ -119,18 +119,13 @@ def _model_randomization(model_key: str, loaded: zoo.LoadedModel, image_key: str
     if not measures:
         st.info("Choose at least one similarity measure.")
         return
-    if st.button("Run the sanity check", type="primary"):
-        st.session_state[RUN] = settings
-        work.resume()
-    if st.session_state.get(RUN) != settings:
-        st.info("Press **Run the sanity check** to randomize a copy of the model (the model you explore is never touched).")
-        return
-    sig = work.signature("sanity", settings)
-    if work.stopped(sig, key="sanity_run"):
+    hint = "Press **Run the sanity check** to randomize a copy of the model (the model you explore is never touched)."
+    sig = work.run_button("Run the sanity check", settings, key=RUN, hint=hint)
+    if sig is None:
         return
     results: dict[str, list[cache.RandomizationRow]] = {}
     jobs = [(m, s) for s in seeds for m in rows_methods]
-    with work.Work(sig, "Randomizing...", key="sanity_run") as w:
+    with work.Work(sig, "Randomizing...", key=RUN) as w:
         for i, (m, seed) in enumerate(jobs):
             w.step(i, len(jobs), f"{_title(m)}, seed {seed}: {n_steps} maps ({i + 1}/{len(jobs)})")
             row = cache.randomization(model_key, image_key, m, params.get(m, ()), target, st.session_state[MODE], seed, tuple(measures), loaded, x)

@@ -1,4 +1,5 @@
-"""The real server for the browser tests: ``streamlit run dashboard/app.py`` on a free port, its log in
+"""Shared by the app tests: the app's path for AppTest, empty data caches per test, and the real server for the
+browser tests: ``streamlit run dashboard/app.py`` on a free port, its log in
 ``artifacts/``; Debian chromium driven by playwright."""
 
 from __future__ import annotations
@@ -14,11 +15,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import streamlit as st
 
 ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "dashboard" / "app.py")  # for AppTest
 SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches() -> Iterator[None]:
+    """Each app test starts with empty data caches (the model caches stay: loading is not what is tested)."""
+    st.cache_data.clear()
+    yield
 
 
 def _free_port() -> int:

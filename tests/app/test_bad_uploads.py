@@ -4,22 +4,13 @@ session goes on computing, and the shared cached model is untouched."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from explainers.context import fingerprint, hook_count
+from tests.app.conftest import APP
 from tests.test_bad_inputs import IMAGE_CASES, MODEL_CASES, Evil, NoConv, script
-
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-
-
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    st.cache_data.clear()
-    yield
 
 
 def _app() -> AppTest:

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import explainers
-
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-
-
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    st.cache_data.clear()
-    yield
+from tests.app.conftest import APP
 
 
 def _app() -> AppTest:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import explainers
 import metrics
 import zoo
+from tests.app.conftest import APP
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGE = "app_pages/faithfulness.py"
 METHODS = ["saliency", "gradcam", "random"]
-
-
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    st.cache_data.clear()
-    yield
 
 
 def _faithfulness() -> AppTest:

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
 import explainers
 import zoo
+from tests.app.conftest import APP
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGE = "app_pages/sanity.py"
-
-
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    st.cache_data.clear()
-    yield
 
 
 def _sanity(methods: list[str]) -> AppTest:
