@@ -6,6 +6,9 @@
   forward hook on *each call* of every activation module (EfficientNet-Lite0 reuses one
   ``nn.ReLU6`` twice per block; captum's rules only cover ``nn.ReLU`` and would silently
   return the plain gradient there). Removed on exit.
+- ``private_copy(model)``: a deep copy taken under the model's lock with every module hook
+  dropped, so a hook that a computation has attached for the moment (a progress tick, a CAM
+  capture, a backward rule) never becomes part of a cached copy.
 - ``canonical_copy(model)``: an fx-traced private copy (built once per model) in which every
   activation call has its own module, BatchNorm is folded into the preceding convolution and
   residual additions are ``zennit.layer.Sum`` modules. LRP rules and DeepLIFT's rescale rule
@@ -185,9 +188,45 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
                 np.random.set_state(np_state)
 
 
+# --- private copies -------------------------------------------------------------------
+
+_HOOKS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
+
+
+def private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with no module hooks, copied under the model's lock.
+
+    The lock keeps the copy from catching another session's half-made changes (hooks being added while
+    they are copied); dropping the hooks keeps transient ones of the calling computation (progress ticks,
+    CAM captures, Guided Backprop rules) out of copies that are cached and reused.
+    """
+    with model_lock(model):
+        private = copy.deepcopy(model)
+    if not isinstance(private, torch.jit.ScriptModule):
+        for m in private.modules():
+            for name in _HOOKS:
+                hooks = getattr(m, name, None)
+                if hooks:
+                    hooks.clear()
+            if getattr(m, "_is_full_backward_hook", None) is not None:
+                m._is_full_backward_hook = None
+    return private.eval()
+
+
 # --- the canonical copy for LRP and DeepLIFT -------------------------------------------
 
 _LEAVES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Dropout) + ACTIVATIONS
+
+
+FX_LOCK = threading.Lock()  # held while torch.fx traces, and while torch.compile compiles (see _Tracer)
 
 
 class _Tracer(fx.Tracer):
@@ -195,12 +234,17 @@ class _Tracer(fx.Tracer):
 
     Thread-safe: while it traces, torch.fx patches ``nn.Module.__call__`` and ``__getattr__`` for the whole
     process, so another session's forward pass (of any model) would run through this tracer and fail with
-    "module is not installed as a submodule". Calls from other threads go straight to the original methods.
+    "module is not installed as a submodule": calls from other threads go straight to the original methods.
+    And torch.fx keeps its patches in one global "current patcher": two traces that overlap and end in the
+    order they began revert each other's patches, leave a tracer's ``__call__`` installed for good and fail
+    the second trace; torch.compile (dynamo) also takes the current patcher's patches off while it compiles.
+    So traces and compilations run one at a time (``FX_LOCK``: nothing else is locked while it is held).
     """
 
     def trace(self, root: nn.Module, concrete_args: dict | None = None) -> fx.Graph:  # type: ignore[override]
-        self._thread = threading.get_ident()
-        return super().trace(root, concrete_args)
+        with FX_LOCK:
+            self._thread = threading.get_ident()
+            return super().trace(root, concrete_args)
 
     def call_module(self, m: nn.Module, forward, args, kwargs):  # type: ignore[no-untyped-def]
         if threading.get_ident() != self._thread:
@@ -241,7 +285,7 @@ def forget(model: nn.Module) -> None:
 
 def _build_canonical(model: nn.Module) -> fx.GraphModule:
     require_module_model(model, "LRP / DeepLIFT")
-    private = copy.deepcopy(model).eval()
+    private = private_copy(model)
     try:
         graph = _Tracer().trace(private)
     except Exception as exc:
@@ -325,9 +369,5 @@ def fingerprint(model: nn.Module) -> str:
 
 
 def hook_count(model: nn.Module) -> int:
-    """Number of hooks on all modules (a test asserts it is unchanged by every method)."""
-    total = 0
-    for m in model.modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            total += len(getattr(m, attr, {}) or {})
-    return total
+    """Number of forward and backward hooks on all modules (a test asserts it is unchanged by every method)."""
+    return sum(len(getattr(m, name, None) or ()) for m in model.modules() for name in _HOOKS)

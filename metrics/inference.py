@@ -32,7 +32,7 @@ from torch import nn
 from core import memory
 from core import progress as ticks
 from core.errors import ParameterError
-from explainers.context import fold_batchnorm, trace
+from explainers.context import FX_LOCK, fold_batchnorm, private_copy, trace
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,10 @@ class FastForward:
 def inference_copy(model: nn.Module) -> tuple[nn.Module, int]:
     """A private eval copy with BatchNorm folded and channels_last; returns (copy, number folded).
 
-    Models that torch.fx cannot trace (e.g. TorchScript uploads) are copied as they are.
+    Models that torch.fx cannot trace (e.g. TorchScript uploads) are copied as they are. Takes the model's
+    lock while copying (``private_copy``): call it without holding ``_BUILD_LOCK``.
     """
-    private = copy.deepcopy(model).eval()
+    private = private_copy(model)
     folded = 0
     if not isinstance(private, torch.jit.ScriptModule):
         try:
@@ -162,6 +163,11 @@ def fast_forward(model: nn.Module, sample: torch.Tensor, *, batch_size: int | No
     ff = _cached(model, key, want)
     if ff is not None:
         return ff
+    with _CACHE_LOCK:
+        built = _CACHE.get(model, {}).get(key)
+    # the copy is taken before the build lock: it waits for the model's lock, which a metric may hold while it
+    # waits here for the build lock (the order model lock -> build lock is the only one allowed)
+    copied = inference_copy(model) if built is None else None
     with _BUILD_LOCK:
         ff = _cached(model, key, want)  # another session may have built it meanwhile
         if ff is not None:
@@ -169,7 +175,8 @@ def fast_forward(model: nn.Module, sample: torch.Tensor, *, batch_size: int | No
         with _CACHE_LOCK:
             ff = _CACHE.get(model, {}).get(key)
         if ff is None:
-            eager, folded = inference_copy(model)
+            assert copied is not None  # entries are never removed: none at the first look, so we copied
+            eager, folded = copied
             eager = eager.to(sample.device)
             candidates = CUDA_BATCHES if sample.is_cuda else CPU_BATCHES
             acts = memory.activations(eager, sample)  # the private copy: no lock needed
@@ -208,7 +215,8 @@ def _compiled(ff: FastForward, sample: torch.Tensor, batch_size: int) -> FastFor
     try:
         compiled = torch.compile(copy.deepcopy(ff.eager), dynamic=False, options={"freezing": True})
         with torch.inference_mode():
-            got = compiled(batch).float()
+            with FX_LOCK:  # the first call compiles; no torch.fx trace may run meanwhile (see explainers.context)
+                got = compiled(batch).float()
             want = ff.eager(batch).float()
         diff = float((got - want).abs().max())
     except Exception as exc:  # no compiler, unsupported op...: eager is still correct

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ from torch import nn
 import explainers
 from core import progress as ticks
 from core.errors import InputError, ParameterError
-from explainers.context import RNG_LOCK, forget, model_lock
+from explainers.context import RNG_LOCK, forget, private_copy
 from metrics.common import as_module, check_target, check_x, n_classes
 
 SIMILARITIES: dict[str, str] = {
@@ -184,8 +183,7 @@ def model_randomization(
     order = list(reversed([(n, tuple(p)) for n, p in (blocks if blocks is not None else model_blocks(model))]))
     if not order:
         raise ParameterError("the model has no parameters to randomize")
-    with model_lock(net):
-        private = copy.deepcopy(net).eval()
+    private = private_copy(net)
     for _, prefixes in order:
         _modules(private, prefixes)  # every block must exist before any work is done
     wrapped = dataclasses.replace(model, model=private) if dataclasses.is_dataclass(model) else private

@@ -21,7 +21,6 @@ eps and radius are given in 1/255 units of pixel space.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from torch import nn
 import explainers
 from core import progress as ticks
 from core.errors import MethodNotApplicable, ParameterError
-from explainers.context import ACTIVATIONS, RNG_LOCK, model_lock
+from explainers.context import ACTIVATIONS, RNG_LOCK, model_lock, private_copy
 from metrics.common import as_module, check_target, check_x, n_classes
 from metrics.randomization import map_similarity
 
@@ -289,7 +288,7 @@ class _SoftReLU6(nn.Module):
 
 def smooth_copy(model: nn.Module, beta: float = SOFTPLUS_BETA) -> nn.Module:
     """A private copy with ReLU -> softplus(beta) and ReLU6 -> softplus(x) - softplus(x-6) (for second-order gradients)."""
-    private = copy.deepcopy(model).eval()
+    private = private_copy(model)
     replaced = 0
     for mod in list(private.modules()):
         for child_name, child in list(mod.named_children()):

@@ -327,3 +327,56 @@ def test_tracing_in_one_thread_does_not_break_forward_passes_in_another(tiny, ti
     finally:
         release.set()
         t.join(10)
+
+
+def test_overlapping_traces_in_two_threads_both_succeed_and_leave_torch_unpatched():
+    """torch.fx keeps its patches in one global "current patcher": a trace that begins while another is under
+    way and ends after it used to revert the wrong patches, fail ("CURRENT_PATCHER is None") and leave the
+    first tracer's nn.Module.__call__ installed for good, so later forwards in a thread with that id failed
+    (a CI run of the real-server sessions test). Traces must not overlap."""
+    from explainers.context import trace
+
+    call, getattr_ = nn.Module.__call__, nn.Module.__getattr__
+    events = {k: threading.Event() for k in ("a_in", "a_go", "b_in", "b_go")}
+
+    def blocking(entered: str, go: str) -> nn.Module:
+        class Waits(nn.Module):
+            def forward(self, x):
+                events[entered].set()
+                events[go].wait(10)
+                return x * 2
+
+        class Traced(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.waits, self.lin = Waits(), nn.Linear(4, 2)
+
+            def forward(self, x):
+                return self.lin(self.waits(x))
+
+        return Traced()
+
+    graphs, errors = {}, []
+
+    def run(name: str, entered: str, go: str) -> None:
+        try:
+            graphs[name] = trace(blocking(entered, go))
+        except Exception as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    a = threading.Thread(target=run, args=("a", "a_in", "a_go"))
+    b = threading.Thread(target=run, args=("b", "b_in", "b_go"))
+    a.start()
+    assert events["a_in"].wait(10)  # A is mid-trace
+    b.start()
+    events["b_in"].wait(1)  # B starts tracing too (unless traces are serialized: then it waits for A)
+    events["a_go"].set()  # A ends first, B after it: the order that broke torch.fx's bookkeeping
+    a.join(10)
+    events["b_go"].set()
+    b.join(10)
+    assert not errors, errors
+    assert nn.Module.__call__ is call and nn.Module.__getattr__ is getattr_
+    x = torch.randn(3, 4)
+    for g in graphs.values():
+        assert [n.op for n in g.graph.nodes] == ["placeholder", "call_function", "call_module", "output"]  # x * 2, then the Linear
+        torch.testing.assert_close(g(x), g.lin(2 * x))

@@ -172,6 +172,23 @@ def test_inference_copy_folds_batchnorm_and_leaves_the_model_alone(tiny: nn.Modu
         assert torch.equal(v, before[k])
 
 
+def test_fast_path_built_while_a_hook_is_attached_does_not_keep_it(tiny: nn.Module) -> None:
+    """A hook another computation has on the shared model while the fast path is built (a progress tick, a CAM
+    capture) must not be copied into the cached path: it would run at every later forward, forever."""
+    x = torch.randn(3, 3, 16, 16)
+    calls = []
+    handle = next(m for m in tiny.modules() if isinstance(m, nn.Conv2d)).register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        ff = fast_forward(tiny, x, batch_size=2, compile=False)
+    finally:
+        handle.remove()
+    calls.clear()
+    ff(x)
+    assert calls == [] and hook_count(ff.eager) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(ff(x), tiny(x), atol=1e-5, rtol=0)
+
+
 def test_compiled_path_equals_eager(tiny: nn.Module) -> None:
     x = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     ff = fast_forward(tiny, x, batch_size=4, compile=True)

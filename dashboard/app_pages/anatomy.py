@@ -72,7 +72,7 @@ def _filters_section(loaded: zoo.LoadedModel, convs: list[str]) -> None:
         caption=f"{st.session_state[FILTER_LAYER]}: {len(shown)} of {f.shape[0]} filters, {f.shape[-1]}×{f.shape[-1]}, each min-max scaled",
         width="stretch",
     )
-    st.download_button("Download the filters (PNG)", _png(grid), file_name="filters.png", mime="image/png")
+    st.download_button("Download the filters (PNG)", _png(grid), file_name="filters.png", mime="image/png", on_click="ignore")
 
 
 def _feature_maps_section(loaded: zoo.LoadedModel, x: torch.Tensor, image_key: str, convs: list[str]) -> None:
@@ -157,7 +157,7 @@ def _maximize_section(model_key: str, loaded: zoo.LoadedModel, target: int, conv
     what = f"class {index_r}: {loaded.classes[index_r]}" if kind_r == "class" else f"{kind_r} {index_r} of {layer_r}"
     with left:
         st.image(res["image"], caption=f"maximizes {what} ({res['settings'][5]} steps, seed {res['settings'][6]})", width="stretch")
-        st.download_button("Download the image (PNG)", _png(res["image"]), file_name="activation_maximization.png", mime="image/png")
+        st.download_button("Download the image (PNG)", _png(res["image"]), file_name="activation_maximization.png", mime="image/png", on_click="ignore")
     with right:
         top = np.argsort(-res["probs"])[:5]
         st.markdown("**What the model sees in it**")

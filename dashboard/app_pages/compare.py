@@ -125,13 +125,16 @@ def page() -> None:
     ok = {f"{img}::{m}": r.map for (img, m), r in results.items() if r.map is not None}
     c1, c2 = st.columns(2)
     with c1:
-        st.download_button("Download the grid (PNG, labelled)", lambda: render.grid_png(fig_rows), file_name="attribution_grid.png", mime="image/png")
+        st.download_button(
+            "Download the grid (PNG, labelled)", lambda: render.grid_png(fig_rows), file_name="attribution_grid.png", mime="image/png", on_click="ignore"
+        )
     with c2:
         st.download_button(
             "Download the raw maps (.npz)",
             lambda: render.maps_npz(ok, model=model_key, targets=",".join(f"{j[0]}={j[3]}" for j in jobs)),
             file_name="attribution_maps.npz",
             mime="application/octet-stream",
+            on_click="ignore",
         )
 
 

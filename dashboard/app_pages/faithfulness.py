@@ -190,6 +190,7 @@ def _current_image(model_key: str, loaded: zoo.LoadedModel, image_key: str, x: t
         _csv(table.assign(image=image_key, target=target, step=step, substrate=substrate)),
         file_name="faithfulness_scores.csv",
         mime="text/csv",
+        on_click="ignore",
     )
     st.caption(f"Inference path: {results[0].engine}" if results[0].engine else "")
 
@@ -321,9 +322,13 @@ def _leaderboard(model_key: str, loaded: zoo.LoadedModel, images: dict, methods:
         st.plotly_chart(heat, key="lb_tau")
     c1, c2 = st.columns(2)
     with c1:
-        st.download_button("Download the summary (CSV)", _csv(pd.DataFrame(result["summary"])), file_name="leaderboard_summary.csv", mime="text/csv")
+        st.download_button(
+            "Download the summary (CSV)", _csv(pd.DataFrame(result["summary"])), file_name="leaderboard_summary.csv", mime="text/csv", on_click="ignore"
+        )
     with c2:
-        st.download_button("Download every score (CSV)", _csv(pd.DataFrame(result["rows"])), file_name="leaderboard_rows.csv", mime="text/csv")
+        st.download_button(
+            "Download every score (CSV)", _csv(pd.DataFrame(result["rows"])), file_name="leaderboard_rows.csv", mime="text/csv", on_click="ignore"
+        )
 
 
 def page() -> None:

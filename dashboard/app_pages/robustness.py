@@ -191,6 +191,7 @@ def page() -> None:
         table.assign(perturbation=kind, eps=eps, image=image_key, target=target).to_csv(index=False).encode(),
         file_name="robustness.csv",
         mime="text/csv",
+        on_click="ignore",
     )
     k = default_k(*x.shape[-2:])
     st.caption(
@@ -226,6 +227,7 @@ def page() -> None:
             .encode(),
             file_name="robustness_curve.csv",
             mime="text/csv",
+            on_click="ignore",
         )
 
 

@@ -167,9 +167,11 @@ def _model_randomization(model_key: str, loaded: zoo.LoadedModel, image_key: str
     st.dataframe(wide, hide_index=True, column_config={s: st.column_config.NumberColumn(format="%.3f") for s in measures})
     c1, c2 = st.columns(2)
     with c1:
-        st.download_button("Download the similarities (CSV)", table.to_csv(index=False).encode(), file_name="sanity_similarity.csv", mime="text/csv")
+        st.download_button(
+            "Download the similarities (CSV)", table.to_csv(index=False).encode(), file_name="sanity_similarity.csv", mime="text/csv", on_click="ignore"
+        )
     with c2:
-        st.download_button("Download the figure (PNG)", lambda: _png(fig), file_name="sanity_figure.png", mime="image/png")
+        st.download_button("Download the figure (PNG)", lambda: _png(fig), file_name="sanity_figure.png", mime="image/png", on_click="ignore")
 
 
 def _data_randomization(model_key: str, loaded: zoo.LoadedModel, image_key: str, x, target: int, methods: list[str], params: dict) -> None:
@@ -202,7 +204,7 @@ def _data_randomization(model_key: str, loaded: zoo.LoadedModel, image_key: str,
     st.image(fig, caption="|map| from the trained model and from the permuted-label model, one colour scale per row", width=420)
     table = pd.DataFrame({"method": [_title(m) for m in res.maps], **{SIMILARITIES[s]: [res.similarity[s][m] for m in res.maps] for s in measures}})
     st.dataframe(table, hide_index=True, column_config={SIMILARITIES[s]: st.column_config.NumberColumn(format="%.3f") for s in measures})
-    st.download_button("Download (CSV)", table.to_csv(index=False).encode(), file_name="data_randomization.csv", mime="text/csv")
+    st.download_button("Download (CSV)", table.to_csv(index=False).encode(), file_name="data_randomization.csv", mime="text/csv", on_click="ignore")
 
 
 def page() -> None:
