@@ -18,6 +18,14 @@ def check_x(x: Any) -> torch.Tensor:
     return x.detach().float()
 
 
+def check_one_image(x: Any, what: str) -> torch.Tensor:
+    """``check_x`` for computations that take one image: [1,C,H,W] -> detached float32 (``what`` names the computation)."""
+    x = check_x(x)
+    if x.shape[0] != 1:
+        raise ParameterError(f"{what} takes one image at a time: x must be [1, C, H, W]")
+    return x
+
+
 def check_target(target: int | torch.Tensor, batch: int, device: torch.device, classes: int | None = None) -> torch.Tensor:
     """int or [B] -> long [B] on ``device``; indices must be >= 0 (and < ``classes`` when given)."""
     t = torch.as_tensor(target, device=device).long().flatten()

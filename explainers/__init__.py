@@ -89,7 +89,7 @@ def _frozen(model: nn.Module) -> Iterator[None]:
 @contextlib.contextmanager
 def _ticking(model: nn.Module, title: str) -> Iterator[None]:
     """While a progress reporter listens: one ``progress.tick`` per forward pass of ``model`` (a pre-hook on its
-    first layer, which fx copies of the model share; removed on exit). Nothing for TorchScript models."""
+    first layer, removed on exit; private copies such as LRP's never get it). Nothing for TorchScript models."""
     first = None
     if progress.active() and not isinstance(model, torch.jit.ScriptModule):
         first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.checks import check_target, check_x  # noqa: F401  (re-exported for the metrics)
+from core.checks import check_one_image, check_target, check_x  # noqa: F401  (re-exported for the metrics)
 from core.errors import ParameterError
 
 

@@ -34,7 +34,7 @@ import explainers
 from core import progress as ticks
 from core.errors import InputError, ParameterError
 from explainers.context import RNG_LOCK, forget, private_copy
-from metrics.common import as_module, check_target, check_x, n_classes
+from metrics.common import as_module, check_one_image, check_target, n_classes
 
 SIMILARITIES: dict[str, str] = {
     "spearman": "Spearman rank correlation",
@@ -176,9 +176,7 @@ def model_randomization(
     for m in methods:
         explainers.get(m)
     net = as_module(model)
-    x = check_x(x)
-    if x.shape[0] != 1:
-        raise ParameterError("model randomization takes one image at a time: x must be [1, C, H, W]")
+    x = check_one_image(x, "model randomization")
     t = check_target(target, 1, x.device, n_classes(model))
     order = list(reversed([(n, tuple(p)) for n, p in (blocks if blocks is not None else model_blocks(model))]))
     if not order:
@@ -247,9 +245,7 @@ def data_randomization(
 ) -> DataRandomization:
     """Adebayo et al.'s data randomization test: each method's map [H,W] for ``x`` [1,C,H,W] from ``model``
     and from ``permuted`` (the same architecture trained on permuted labels), compared by ``similarity``."""
-    x = check_x(x)
-    if x.shape[0] != 1:
-        raise ParameterError("x must be [1, C, H, W]")
+    x = check_one_image(x, "data randomization")
     t = check_target(target, 1, x.device, n_classes(model))
     params = method_params or {}
     a = _maps_of(model, x, t, list(methods), params, seed)

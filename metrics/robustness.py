@@ -34,7 +34,7 @@ import explainers
 from core import progress as ticks
 from core.errors import MethodNotApplicable, ParameterError
 from explainers.context import ACTIVATIONS, RNG_LOCK, model_lock, private_copy
-from metrics.common import as_module, check_target, check_x, n_classes
+from metrics.common import as_module, check_one_image, check_target, n_classes
 from metrics.randomization import map_similarity
 
 SOFTPLUS_BETA = 10.0
@@ -83,13 +83,6 @@ def dissimilarity(a: torch.Tensor, b: torch.Tensor, k: int | None = None) -> dic
         "ssim": map_similarity(a, b, "ssim"),
         "com_shift_px": float((centre_of_mass(a) - centre_of_mass(b)).norm()),
     }
-
-
-def _one_image(x: torch.Tensor, what: str) -> torch.Tensor:
-    x = check_x(x)
-    if x.shape[0] != 1:
-        raise ParameterError(f"{what} takes one image: x must be [1, C, H, W]")
-    return x
 
 
 def _explain(model: Any, method: str, x: torch.Tensor, target: torch.Tensor, params: dict[str, Any], chunk: int) -> torch.Tensor:
@@ -151,7 +144,7 @@ def sensitivity(
 ) -> Sensitivity:
     """Max- and avg-sensitivity of ``method`` for one image ``x`` [1,C,H,W] (radius in 1/255 of pixel space)."""
     start = time.perf_counter()
-    x = _one_image(x, "sensitivity")
+    x = check_one_image(x, "sensitivity")
     if not radius > 0 or n_samples < 1:
         raise ParameterError("sensitivity needs radius > 0 and n_samples >= 1")
     t = check_target(target, 1, x.device, n_classes(model))
@@ -234,7 +227,7 @@ def adversarial(
 ) -> Adversarial:
     """An FGSM/PGD example for one image ``x`` [1,C,H,W] against class ``target``, and each method's map before and after."""
     start = time.perf_counter()
-    x = _one_image(x, "adversarial")
+    x = check_one_image(x, "adversarial")
     if not eps > 0 or steps < 1:
         raise ParameterError("eps must be > 0 and steps >= 1")
     t = check_target(target, 1, x.device, n_classes(model))
@@ -360,7 +353,7 @@ def fragility(
         raise MethodNotApplicable(f"the fragility attack needs a map differentiable in its input: {', '.join(DIFFERENTIABLE)}")
     if attack not in ("topk", "com"):
         raise ParameterError(f"attack must be topk or com; got {attack!r}")
-    x = _one_image(x, "fragility")
+    x = check_one_image(x, "fragility")
     if not eps > 0 or steps < 1:
         raise ParameterError("eps must be > 0 and steps >= 1")
     t = check_target(target, 1, x.device, n_classes(model))
