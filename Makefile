@@ -14,6 +14,7 @@ BENCH_STAMP := $(BENCH)/.installed-requirements-bench.txt
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@cp requirements.txt $(STAMP)
 
 run: $(STAMP)

@@ -13,8 +13,8 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from timing import print_peak_memory  # noqa: E402
 
+import anatomy as V  # noqa: E402
 import zoo  # noqa: E402
-from explainers import visualize as V  # noqa: E402
 
 
 def fb_time(model: torch.nn.Module, size: int) -> float:

@@ -26,7 +26,7 @@ from timing import print_peak_memory  # noqa: E402
 import explainers  # noqa: E402
 import metrics  # noqa: E402
 import zoo  # noqa: E402
-from metrics.robustness import smooth_copy  # noqa: E402
+from metrics.fragility import smooth_copy  # noqa: E402
 
 
 def per_pass(model: torch.nn.Module, bs: int) -> tuple[float, float]:

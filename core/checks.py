@@ -1,10 +1,12 @@
-"""Input checks shared by the explainers and the metrics (clear ``ParameterError``s, never a deep traceback)."""
+"""Input checks shared by the explainers, the metrics and the anatomy functions (clear ``ParameterError``s, never a
+deep traceback)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+from torch import nn
 
 from core.errors import ParameterError
 
@@ -38,3 +40,11 @@ def check_target(target: int | torch.Tensor, batch: int, device: torch.device, c
     if classes is not None and int(t.max()) >= classes:
         raise ParameterError(f"target {int(t.max())} is out of range for {classes} classes")
     return t.contiguous()
+
+
+def as_module(model: Any) -> nn.Module:
+    """``zoo.LoadedModel`` or ``nn.Module`` -> the ``nn.Module`` returning logits."""
+    net = getattr(model, "model", model)
+    if not isinstance(net, nn.Module):
+        raise ParameterError("model must be a torch.nn.Module or a zoo.LoadedModel")
+    return net

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from core.device import DEVICE
+from core.model_state import Hooks
 
 BUDGET_GB = float(os.environ.get("XAI_MEMORY_BUDGET_GB", "2"))  # per computation; a few run at once in a room
 
@@ -57,7 +58,7 @@ _MEASURED_LOCK = threading.Lock()
 
 def activations(model: nn.Module, sample: torch.Tensor) -> Activations | None:
     """Measure (once per model and input shape) the leaf modules' output sizes for ``sample[:1]`` [1,C,H,W], with
-    forward hooks removed right after. The caller holds the model's lock when the model is shared. None for
+    forward hooks removed right after. The caller holds the model's lock (``core.model_state``). None for
     TorchScript models (no hooks) or when the forward fails."""
     if isinstance(model, torch.jit.ScriptModule):
         return None
@@ -73,15 +74,13 @@ def activations(model: nn.Module, sample: torch.Tensor) -> Activations | None:
             sizes.append(out.numel() * out.element_size())
 
     leaves = [m for m in model.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
     try:
-        with torch.no_grad():
+        with Hooks() as hooks, torch.no_grad():
+            for m in leaves:
+                hooks.forward(m, hook)
             model(sample[:1])
     except Exception:  # measuring is advice only: the computation itself reports real errors
         return None
-    finally:
-        for h in handles:
-            h.remove()
     found = Activations(sum(sizes), max(sizes, default=0))
     with _MEASURED_LOCK:
         _MEASURED.setdefault(model, {})[key] = found

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from dashboard import state  # noqa: E402
+from dashboard import state
 
 st.set_page_config(page_title="Attribution dashboard", page_icon="🔍", layout="wide")
 state.init()

@@ -1,9 +1,10 @@
 """Long computations in a page: a progress bar with the elapsed time, and a Stop button.
 
 Inside ``with Work(signature, text, key=...) as w``, ``w.step(done, total, text)`` moves the bar between
-jobs, and the core's ``progress.tick`` calls (every chunk of forward passes, every optimization step,
-every forward of an explainer, every wait for a model another session is using) refresh its text at
-most five times a second. Each refresh sends a message to the browser, which is where Streamlit acts on a
+jobs: it is the outermost ``core.progress`` stage, and the core's own stages (chunks of forward passes,
+optimization steps, randomized blocks) move the bar within a job. Every ``progress.tick`` (every chunk,
+step, forward of an explainer, every wait for a model another session is using) refreshes the bar, its
+text, the elapsed time and an estimate of the time left, at most five times a second. Each refresh sends a message to the browser, which is where Streamlit acts on a
 pending stop or rerun: pressing Stop (ours, or Streamlit's own in the toolbar) interrupts the work within
 one chunk, and the core's context managers remove hooks and release locks as the stop passes through.
 Results finished before the stop stay cached.
@@ -75,35 +76,62 @@ class Work:
             c1, c2 = st.columns([6, 1], vertical_alignment="center")
             self._bar = c1.progress(0.0, text=text)
             c2.button("Stop", key=f"stop::{key}", on_click=_stop, args=(sig,), help="Stop this computation; the page stays usable")
-        self._text, self._note, self._frac = text, "", 0.0
+        self._text = text
+        self._report = progress.Report("", (), 0.0)
         self._start = self._last = time.perf_counter()
+        self._stage = progress.stage(text, 1)
         self._reporting = progress.reporting(self._tick)
 
     def step(self, done: int, total: int, text: str) -> None:
         """Job ``done`` of ``total`` starts; ``text`` says which."""
-        self._frac, self._text, self._note = done / max(total, 1), text, ""
+        self._outer.total, self._text = max(total, 1), text
+        self._outer.at(done, text)
         self._draw()
 
-    def _tick(self, note: str) -> None:
+    def _tick(self, report: progress.Report) -> None:
+        self._report = report
         if time.perf_counter() - self._last >= REFRESH_S:
-            self._note = note
             self._draw()
 
     def _draw(self) -> None:
         self._last = time.perf_counter()
-        text = " · ".join(t for t in (self._text, self._note, f"{self._last - self._start:.0f} s") if t)
+        r = self._report
+        inner = r.stages[-1] if len(r.stages) > 1 else None
+        detail = r.note or (f"{inner[0]} {inner[1]}/{inner[2]}" if inner else "")
+        frac = r.fraction or 0.0
+        text = " · ".join(t for t in (self._text, detail, eta(self._last - self._start, frac)) if t)
         # a refresh made from inside a cached function belongs to this run, not to the cached result
         token = in_cached_function.set(False)
         try:
-            self._bar.progress(min(max(self._frac, 0.0), 1.0), text=text)
+            self._bar.progress(min(max(frac, 0.0), 1.0), text=text)
         finally:
             in_cached_function.reset(token)
 
     def __enter__(self) -> Work:
         self._reporting.__enter__()
+        self._outer = self._stage.__enter__()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stage.__exit__(exc_type, exc, tb)
         self._reporting.__exit__(exc_type, exc, tb)
         if exc_type is None or issubclass(exc_type, Exception):  # not on Streamlit's stop/rerun: the run is ending
             self._slot.empty()
+
+
+def eta(elapsed: float, fraction: float) -> str:
+    """"12 s" elapsed, plus "about 40 s left" once the share done makes an estimate meaningful."""
+    out = f"{elapsed:.0f} s"
+    if fraction > 0.03 and elapsed > 2:
+        left = elapsed * (1 - fraction) / fraction
+        out += f", about {duration(left)} left"
+    return out
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a short human duration: "40 s", "3 min", "1 h 10 min"."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 / 60:.0f} min"

@@ -1,46 +1,30 @@
 """Attribution methods in one registry.
 
-Public API: ``names()``, ``get(name)``, ``explain(name, model, x, target, **params)``,
-``by_family()``. A method is one decorated function in one of the family modules
-(``gradient``, ``cam``, ``perturbation``, ``propagation``, ``controls``)::
+Public API: ``names()``, ``get(name)``, ``explain(name, model, x, target, **params)``, ``by_family()``,
+``default_methods()``. A method is one decorated function in one of the family modules (``gradient``, ``cam``,
+``perturbation``, ``propagation``, ``controls``), registered under its function's name::
 
-    @explainer("my_method", title="My method", family="gradient", paper="...", library="...")
+    @explainer(title="My method", family="gradient", paper="...", library="...")
     def my_method(ctx, x, target):       # x: [B,3,H,W] normalized, target: [B] long
         return ...                        # [B,H,W] float
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
 from core import memory, progress
-from core.checks import check_target, check_x
-from core.errors import InputError, ParameterError
+from core.checks import as_module, check_target, check_x
+from core.errors import InputError
+from core.model_state import Hooks, using
 from explainers import cam, controls, gradient, perturbation, propagation  # noqa: F401  (registration)
-from explainers.context import Context, hook_count, model_lock
-from explainers.registry import EXPLAINERS, FAMILIES, ExplainerSpec, Param, explainer
+from explainers.context import Context
+from explainers.registry import EXPLAINERS, FAMILIES, ExplainerSpec, explainer
 
-__all__ = [
-    "EXPLAINERS",
-    "FAMILIES",
-    "Context",
-    "ExplainerSpec",
-    "Param",
-    "by_family",
-    "default_methods",
-    "explain",
-    "explainer",
-    "get",
-    "hook_count",
-    "model_lock",
-    "names",
-]
-
+__all__ = ["EXPLAINERS", "FAMILIES", "Context", "ExplainerSpec", "by_family", "default_methods", "explain", "explainer", "get", "names"]
 
 GRADIENT_FAMILIES = ("gradient", "path")  # their batches run forward and backward
 
@@ -68,39 +52,30 @@ def default_methods() -> list[str]:
     return [n for n, s in EXPLAINERS.items() if s.default]
 
 
-@contextlib.contextmanager
-def _frozen(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the duration; the previous state is restored."""
-    training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    if training:
-        model.eval()
-    try:
-        yield
-    finally:
-        if training:
-            model.train()
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-@contextlib.contextmanager
-def _ticking(model: nn.Module, title: str) -> Iterator[None]:
-    """While a progress reporter listens: one ``progress.tick`` per forward pass of ``model`` (a pre-hook on its
-    first layer, removed on exit; private copies such as LRP's never get it). Nothing for TorchScript models."""
-    first = None
-    if progress.active() and not isinstance(model, torch.jit.ScriptModule):
-        first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
-    if first is None:
-        yield
+def _tick_per_forward(model: nn.Module, hooks: Hooks, title: str) -> None:
+    """While a progress reporter listens: one ``progress.tick`` per forward pass of ``model`` (a pre-hook on its first
+    layer, in the computation's hook list; private copies such as LRP's never get it). Nothing for TorchScript."""
+    if not progress.active() or isinstance(model, torch.jit.ScriptModule):
         return
-    handle = first.register_forward_pre_hook(lambda *_: progress.tick(title))
-    try:
-        yield
-    finally:
-        handle.remove()
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    if first is not None:
+        hooks.forward_pre(first, lambda *_: progress.tick(title))
+
+
+def _bounds(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The normalized images of black and white pixels [1,C,1,1] for a ``zoo.LoadedModel``; None for a bare module."""
+    if not hasattr(model, "normalize"):
+        return None
+    ones = torch.ones(1, x.shape[1], 1, 1, device=x.device)
+    return model.normalize(0 * ones), model.normalize(ones)
+
+
+def _fit_batch(spec: ExplainerSpec, net: nn.Module, x: torch.Tensor, resolved: dict[str, Any]) -> None:
+    """Lower ``batch_size`` so one batch stays within ``core.memory.BUDGET_GB`` (estimated; caller holds the lock)."""
+    if "batch_size" in resolved:
+        acts = memory.activations(net, x)
+        if acts is not None:
+            resolved["batch_size"] = memory.fit_batch(resolved["batch_size"], acts.per_image(grad=spec.family in GRADIENT_FAMILIES))
 
 
 def explain(
@@ -110,34 +85,28 @@ def explain(
     target: int | torch.Tensor,
     *,
     layer: str | None = None,
+    seed: int | None = None,
     **params: Any,
 ) -> torch.Tensor:
-    """Attribution map of method ``name``: ``x`` [B,C,H,W] (model input space), ``target`` [B]
-    or int -> float32 [B,H,W] on x's device.
+    """Attribution map of method ``name``: ``x`` [B,C,H,W] (model input space), ``target`` [B] or int -> float32
+    [B,H,W] on x's device.
 
-    ``model`` is a ``zoo.LoadedModel`` (its CAM layer and pixel range are used) or a plain
-    ``nn.Module`` (``layer`` names the CAM layer). Runs under the model's lock; hooks are
-    removed and the model's mode, parameters and ``requires_grad`` flags are left as found.
-    Raises ``ParameterError`` / ``MethodNotApplicable`` (``ValueError`` subclasses) with a
-    readable reason. Ticks ``core.progress`` once per forward pass (a reporter may cancel the work).
+    ``model`` is a ``zoo.LoadedModel`` (its CAM layer and pixel range are used) or a plain ``nn.Module`` (``layer``
+    names the CAM layer). ``seed`` seeds a stochastic method and is ignored by the others.
+    Runs inside ``core.model_state.using``: the model's lock held, hooks removed, mode and flags restored. Raises
+    ``ParameterError`` / ``MethodNotApplicable`` (``ValueError`` subclasses) with a readable reason. Ticks
+    ``core.progress`` once per forward pass (a reporter may cancel the work).
     """
     spec = get(name)
-    resolved = spec.resolve(params)
-    net: nn.Module = getattr(model, "model", model)
-    if not isinstance(net, nn.Module):
-        raise ParameterError("model must be a torch.nn.Module or a zoo.LoadedModel")
+    resolved = spec.resolve(params, seed)
+    net = as_module(model)
     x = check_x(x)
     classes = getattr(model, "classes", None)
     t = check_target(target, x.shape[0], x.device, None if classes is None else len(classes))
-    bounds = None
-    if hasattr(model, "normalize"):
-        bounds = (model.normalize(torch.zeros(1, 3, 1, 1, device=x.device)), model.normalize(torch.ones(1, 3, 1, 1, device=x.device)))
-    ctx = Context(model=net, layer=layer or getattr(model, "cam_layer", None), bounds=bounds)
-    with model_lock(net), _frozen(net), torch.enable_grad(), _ticking(net, spec.title):
-        if "batch_size" in resolved:  # adapt to memory: a batch never exceeds core.memory.BUDGET_GB (estimated)
-            acts = memory.activations(net, x)
-            if acts is not None:
-                resolved["batch_size"] = memory.fit_batch(resolved["batch_size"], acts.per_image(grad=spec.family in GRADIENT_FAMILIES))
+    with using(net) as hooks, torch.enable_grad():
+        ctx = Context(model=net, hooks=hooks, layer=layer or getattr(model, "cam_layer", None), bounds=_bounds(model, x))
+        _tick_per_forward(net, hooks, spec.title)
+        _fit_batch(spec, net, x, resolved)
         out = spec.fn(ctx, x, t, **resolved)
     out = out.detach().float()
     if out.shape != (x.shape[0], *x.shape[-2:]):

@@ -13,9 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import MethodNotApplicable
-from explainers.context import Context, capture_layer, has_conv, rectified_activations, require_module_model
+from core.registry import Param
+from explainers.context import Context
 from explainers.gradient import abs_max
-from explainers.registry import Param, explainer
+from explainers.hooks import capture_layer, has_conv, rectified_activations, require_module_model
+from explainers.registry import explainer
 
 
 def activations_and_grads(ctx: Context, x: torch.Tensor, target: torch.Tensor, grads: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -49,13 +51,11 @@ def final_linear(model: nn.Module) -> nn.Linear:
 
 
 @explainer(
-    "cam",
     title="CAM",
     family="cam",
     paper="Zhou et al. 2016, Learning Deep Features for Discriminative Localization",
     library="by hand",
     signed=True,
-    needs_layer=True,
     cost=lambda p, h, w, k: (1, 0),
 )
 def cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -73,12 +73,10 @@ def cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @explainer(
-    "gradcam",
     title="Grad-CAM",
     family="cam",
     paper="Selvaraju et al. 2017, Grad-CAM",
     library="by hand (cross-checked with captum LayerGradCam)",
-    needs_layer=True,
     default=True,
     cost=lambda p, h, w, k: (0, 1),
 )
@@ -90,12 +88,10 @@ def gradcam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 @explainer(
-    "gradcam_plus_plus",
     title="Grad-CAM++",
     family="cam",
     paper="Chattopadhay et al. 2018, Grad-CAM++",
     library="by hand (closed form with exp(score), as the paper and pytorch-grad-cam)",
-    needs_layer=True,
     cost=lambda p, h, w, k: (0, 1),
 )
 def gradcam_plus_plus(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -109,12 +105,10 @@ def gradcam_plus_plus(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> to
 
 
 @explainer(
-    "scorecam",
     title="Score-CAM",
     family="cam",
     paper="Wang et al. 2020, Score-CAM",
     library="by hand, batched masked forwards",
-    needs_layer=True,
     params=(
         Param("max_channels", 0, 0, 4096, 1, help="0 = every channel (the paper); N = the N most active channels"),
         Param("batch_size", 8, 1, 512, 1),
@@ -143,12 +137,10 @@ def scorecam(ctx: Context, x: torch.Tensor, target: torch.Tensor, max_channels: 
 
 
 @explainer(
-    "guided_gradcam",
     title="Guided Grad-CAM",
     family="cam",
     paper="Selvaraju et al. 2017, Grad-CAM",
     library="by hand: Guided Backprop x upsampled Grad-CAM",
-    needs_layer=True,
     default=True,
     cost=lambda p, h, w, k: (0, 2),
 )

@@ -5,20 +5,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from core.registry import SEED
 from explainers.context import Context
-from explainers.registry import Param, explainer
+from explainers.registry import explainer
 
 _PAPER = "Adebayo et al. 2018, Sanity Checks for Saliency Maps"
 
 
 @explainer(
-    "random",
     title="Random (control)",
     family="control",
     paper=_PAPER,
     library="torch.Generator",
-    stochastic=True,
-    params=(Param("seed", 0, 0, 2**31 - 1, 1),),
+    params=(SEED,),
     cost=lambda p, h, w, k: (0, 0),
 )
 def random(ctx: Context, x: torch.Tensor, target: torch.Tensor, seed: int) -> torch.Tensor:
@@ -28,7 +27,6 @@ def random(ctx: Context, x: torch.Tensor, target: torch.Tensor, seed: int) -> to
 
 
 @explainer(
-    "edge_sobel",
     title="Sobel edges (control)",
     family="control",
     paper=_PAPER,

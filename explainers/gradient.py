@@ -8,13 +8,22 @@ from captum.attr import DeepLift, GradientShap, InputXGradient, IntegratedGradie
 from captum.attr._core import deep_lift as _captum_deep_lift
 from torch import nn
 
-from explainers.context import Context, canonical_copy, rectified_activations, seeded
-from explainers.registry import Param, explainer
+from core.registry import SEED, Param
+from core.rng import seeded
+from explainers.canonical import canonical_copy
+from explainers.context import Context
+from explainers.hooks import rectified_activations
+from explainers.registry import explainer
 
-# DeepLIFT's rescale rule (multiplier = dy/dx of the finite differences) holds for any
-# elementwise monotone activation; captum lists only a few. ReLU6 is the default model's.
-for _act in (nn.ReLU6, nn.Hardtanh, nn.LeakyReLU):
-    _captum_deep_lift.SUPPORTED_NON_LINEAR.setdefault(_act, _captum_deep_lift.nonlinear)
+RESCALE_ACTIVATIONS = (nn.ReLU6, nn.Hardtanh, nn.LeakyReLU)
+
+
+def extend_captum_deeplift() -> None:
+    """Let captum's DeepLIFT apply its rescale rule to ``RESCALE_ACTIVATIONS`` too (it lists only a few modules and
+    would treat the others as linear, silently). The rule (multiplier = finite-difference slope) holds for any
+    elementwise monotone activation; ReLU6 is the default model's. Changes captum's module-level table, idempotent."""
+    for act in RESCALE_ACTIVATIONS:
+        _captum_deep_lift.SUPPORTED_NON_LINEAR.setdefault(act, _captum_deep_lift.nonlinear)
 
 PAPERS = {
     "saliency": "Simonyan et al. 2014, Deep Inside Convolutional Networks",
@@ -52,7 +61,6 @@ def noise_sigma(x: torch.Tensor, level: float) -> float:
 
 
 @explainer(
-    "saliency",
     title="Saliency",
     family="gradient",
     paper=PAPERS["saliency"],
@@ -66,7 +74,6 @@ def saliency(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 
 @explainer(
-    "input_x_gradient",
     title="Gradient x Input",
     family="gradient",
     paper=PAPERS["ixg"],
@@ -80,7 +87,6 @@ def input_x_gradient(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> tor
 
 
 @explainer(
-    "integrated_gradients",
     title="Integrated Gradients",
     family="path",
     paper=PAPERS["ig"],
@@ -120,19 +126,17 @@ def _noise_tunnel(
 _NOISE_PARAMS = (
     Param("n_samples", 25, 1, 500, 1, help="noisy copies"),
     Param("noise_level", 0.15, 0.0, 1.0, 0.01, help="sigma as a share of (max - min) of the input"),
-    Param("seed", 0, 0, 2**31 - 1, 1),
+    SEED,
     Param("batch_size", 8, 1, 512, 1, help="noisy copies per pass"),
 )
 
 
 @explainer(
-    "smoothgrad",
     title="SmoothGrad",
     family="gradient",
     paper=PAPERS["smoothgrad"],
     library="captum NoiseTunnel(smoothgrad)",
     params=_NOISE_PARAMS,
-    stochastic=True,
     default=True,
     cost=lambda p, h, w, k: (0, p["n_samples"]),
 )
@@ -142,13 +146,11 @@ def smoothgrad(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_samples: i
 
 
 @explainer(
-    "vargrad",
     title="VarGrad",
     family="gradient",
     paper=PAPERS["vargrad"],
     library="captum NoiseTunnel(vargrad)",
     params=_NOISE_PARAMS,
-    stochastic=True,
     cost=lambda p, h, w, k: (0, p["n_samples"]),
 )
 def vargrad(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_samples: int, noise_level: float, seed: int, batch_size: int) -> torch.Tensor:
@@ -157,18 +159,16 @@ def vargrad(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_samples: int,
 
 
 @explainer(
-    "gradient_shap",
     title="GradientSHAP",
     family="path",
     paper=PAPERS["gshap"],
     library="captum GradientShap",
     signed=True,
-    stochastic=True,
     params=(
         Param("n_samples", 32, 1, 512, 1, help="random (baseline, alpha) draws"),
         Param("n_baselines", 8, 1, 64, 1, help="baselines: the zero image, the blurred image and uniform noise images"),
         Param("stdev", 0.0, 0.0, 1.0, 0.01, help="Gaussian noise added to the input at each draw"),
-        Param("seed", 0, 0, 2**31 - 1, 1),
+        SEED,
     ),
     cost=lambda p, h, w, k: (0, p["n_samples"]),
 )
@@ -193,7 +193,6 @@ def _rectified(ctx: Context, x: torch.Tensor, target: torch.Tensor, mode: str) -
 
 
 @explainer(
-    "guided_backprop",
     title="Guided Backprop",
     family="gradient",
     paper=PAPERS["guided"],
@@ -207,7 +206,6 @@ def guided_backprop(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torc
 
 
 @explainer(
-    "deconvolution",
     title="Deconvolution",
     family="gradient",
     paper=PAPERS["deconv"],
@@ -220,7 +218,6 @@ def deconvolution(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.
 
 
 @explainer(
-    "deeplift",
     title="DeepLIFT",
     family="path",
     paper=PAPERS["deeplift"],
@@ -234,6 +231,7 @@ def deeplift(ctx: Context, x: torch.Tensor, target: torch.Tensor, baseline: str)
 
     Run on ``canonical_copy``: captum's DeepLIFT needs each activation module called once.
     """
+    extend_captum_deeplift()
     gm = canonical_copy(ctx.model)
     attr = DeepLift(gm).attribute(x, baselines=baseline_for(x, baseline), target=target)
     return channel_sum(attr)

@@ -15,8 +15,10 @@ from captum.attr import KernelShap, Lime, Occlusion
 from skimage.segmentation import slic
 
 from core.errors import MethodNotApplicable
-from explainers.context import Context, seeded
-from explainers.registry import Param, explainer
+from core.registry import SEED, Param
+from core.rng import seeded
+from explainers.context import Context
+from explainers.registry import explainer
 
 
 def _window(h: int, w: int, frac: float) -> int:
@@ -29,7 +31,6 @@ def _occlusion_windows(p: dict, h: int, w: int) -> int:
 
 
 @explainer(
-    "occlusion",
     title="Occlusion",
     family="perturbation",
     paper="Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks",
@@ -79,17 +80,15 @@ def rise_masks(grid: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, size: tup
 
 
 @explainer(
-    "rise",
     title="RISE",
     family="perturbation",
     paper="Petsiuk et al. 2018, RISE: Randomized Input Sampling for Explanation",
     library="by hand, batched (no maintained library)",
-    stochastic=True,
     params=(
         Param("n_masks", 1000, 1, 20000, 1, help="random masks (the paper uses 4000-8000)"),
         Param("cells", 7, 2, 32, 1, help="grid size s of the low-resolution masks"),
         Param("p", 0.5, 0.05, 0.95, 0.05, help="probability that a cell is kept"),
-        Param("seed", 0, 0, 2**31 - 1, 1),
+        SEED,
         Param("batch_size", 8, 1, 1024, 1, help="masked images per forward"),
     ),
     cost=lambda p, h, w, k: (p["n_masks"], 0),
@@ -129,7 +128,7 @@ _SURROGATE_PARAMS = (
     Param("n_segments", 50, 4, 500, 1, help="SLIC superpixels (approximate count)"),
     Param("compactness", 10.0, 0.1, 100.0, 0.1, help="SLIC compactness"),
     Param("n_samples", 200, 10, 5000, 1, help="perturbed samples for the surrogate"),
-    Param("seed", 0, 0, 2**31 - 1, 1),
+    SEED,
     Param("batch_size", 8, 1, 1024, 1, help="perturbed images per forward"),
 )
 
@@ -158,13 +157,11 @@ def _surrogate(
 
 
 @explainer(
-    "lime",
     title="LIME",
     family="perturbation",
     paper="Ribeiro et al. 2016, Why Should I Trust You?",
     library="captum Lime on SLIC superpixels",
     signed=True,
-    stochastic=True,
     params=_SURROGATE_PARAMS,
     cost=lambda p, h, w, k: (p["n_samples"], 0),
 )
@@ -174,13 +171,11 @@ def lime(ctx: Context, x: torch.Tensor, target: torch.Tensor, **params: float) -
 
 
 @explainer(
-    "kernel_shap",
     title="KernelSHAP",
     family="perturbation",
     paper="Lundberg & Lee 2017, A Unified Approach to Interpreting Model Predictions",
     library="captum KernelShap on SLIC superpixels",
     signed=True,
-    stochastic=True,
     params=_SURROGATE_PARAMS,
     cost=lambda p, h, w, k: (p["n_samples"], 0),
 )

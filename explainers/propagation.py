@@ -19,8 +19,10 @@ from zennit.layer import Sum
 from zennit.rules import Norm, Pass, ZBox, ZPlus
 from zennit.types import Activation, AvgPool, Convolution
 
-from explainers.context import Context, canonical_copy
-from explainers.registry import Param, explainer
+from core.registry import Param
+from explainers.canonical import canonical_copy
+from explainers.context import Context
+from explainers.registry import explainer
 
 NO_BIAS = "bias"
 
@@ -40,7 +42,6 @@ _PAPER = "Bach et al. 2015, On Pixel-Wise Explanations...; Montavon et al. 2019,
 
 
 @explainer(
-    "lrp_epsilon_plus",
     title="LRP epsilon-z+-flat",
     family="propagation",
     paper=_PAPER,
@@ -56,7 +57,6 @@ def lrp_epsilon_plus(ctx: Context, x: torch.Tensor, target: torch.Tensor, epsilo
 
 
 @explainer(
-    "lrp_alpha_beta",
     title="LRP alpha2-beta1",
     family="propagation",
     paper=_PAPER,
@@ -71,7 +71,6 @@ def lrp_alpha_beta(ctx: Context, x: torch.Tensor, target: torch.Tensor, epsilon:
 
 
 @explainer(
-    "deep_taylor",
     title="Deep Taylor (z+, z-box)",
     family="propagation",
     paper="Montavon et al. 2017, Explaining Nonlinear Classification Decisions with Deep Taylor Decomposition",

@@ -1,78 +1,88 @@
 """Quantitative metrics of attribution maps, in one registry.
 
-Public API: ``deletion_insertion`` (curves and AUCs), ``road``, ``infidelity``, ``pointing_game``,
-``relevance_mass``, ``gini``, ``entropy``; ``score(name, model, x, target, maps)`` for any registered
-metric; ``names()`` / ``get(name)``. A metric is one decorated function in one module (see
-``metrics.registry``). Nothing here imports streamlit.
+Public API: ``score(name, model, x, target, maps)`` for any registered metric, ``names()`` / ``get(name)``; the
+richer results behind some of them: ``deletion_insertion`` (curves and AUCs), ``road`` (curves); the sanity checks
+(``model_randomization``, ``data_randomization``); robustness (``sensitivity``, ``adversarial``, ``fragility``);
+map similarity (``map_similarity``, ``dissimilarity``); the primitives ``gini``, ``entropy``, ``pointing_hits``,
+``positive_share``. A metric is one decorated function in one module (see ``metrics.registry``). Nothing here
+imports streamlit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from core.errors import ParameterError
-from explainers.context import model_lock
-from metrics import complexity as _complexity  # noqa: F401  (registration)
-from metrics import deletion_insertion as _di  # noqa: F401
-from metrics import infidelity as _infidelity  # noqa: F401
-from metrics import localization as _localization  # noqa: F401
-from metrics import road as _road  # noqa: F401
-from metrics.common import as_module, check_maps, check_target, check_x
+from metrics import complexity, infidelity, localization  # noqa: F401  (registration)
+from metrics.attacks import Adversarial, adversarial, pgd
+from metrics.common import Inputs, prepare
 from metrics.complexity import entropy, gini
 from metrics.deletion_insertion import DeletionInsertion, auc, deletion_insertion, perturbed
-from metrics.infidelity import infidelity
-from metrics.localization import pointing_game, relevance_mass
-from metrics.randomization import SIMILARITIES, DataRandomization, Randomization, data_randomization, map_similarity, model_blocks, model_randomization
+from metrics.fragility import Fragility, fragility
+from metrics.localization import pointing_hits, positive_share
+from metrics.randomization import DataRandomization, Randomization, data_randomization, model_blocks, model_randomization
 from metrics.registry import CATEGORIES, METRICS, MetricContext, MetricSpec, metric
 from metrics.road import Road, impute, road
-from metrics.robustness import Adversarial, Fragility, Sensitivity, adversarial, dissimilarity, fragility, sensitivity, sensitivity_samples
+from metrics.sensitivity import Sensitivity, sensitivity, sensitivity_samples
+from metrics.similarity import SIMILARITIES, dissimilarity, map_similarity
+
+MODULE_ORDER = ("deletion_insertion", "road", "infidelity", "localization", "complexity")
 
 __all__ = [
     "CATEGORIES",
     "METRICS",
     "SIMILARITIES",
     "Adversarial",
-    "Fragility",
-    "Sensitivity",
-    "adversarial",
-    "dissimilarity",
-    "fragility",
-    "sensitivity",
-    "sensitivity_samples",
     "DataRandomization",
-    "Randomization",
-    "data_randomization",
-    "map_similarity",
-    "model_blocks",
-    "model_randomization",
     "DeletionInsertion",
+    "Fragility",
+    "Inputs",
     "MetricContext",
     "MetricSpec",
+    "Randomization",
     "Road",
+    "Sensitivity",
+    "adversarial",
     "auc",
+    "data_randomization",
     "deletion_insertion",
+    "dissimilarity",
     "entropy",
+    "fragility",
     "get",
     "gini",
     "impute",
-    "infidelity",
+    "map_similarity",
     "metric",
+    "model_blocks",
+    "model_randomization",
     "names",
     "perturbed",
-    "pointing_game",
-    "relevance_mass",
+    "pgd",
+    "pointing_hits",
+    "positive_share",
+    "prepare",
     "road",
     "score",
+    "sensitivity",
+    "sensitivity_samples",
 ]
 
 
 def names() -> list[str]:
-    """Every registered metric: faithfulness, then localization, then complexity (registration order within)."""
-    order = list(CATEGORIES)
-    return sorted(METRICS.names(), key=lambda n: order.index(METRICS.get(n).category))
+    """Every registered metric by category (faithfulness, localization, complexity), then by the module that defines
+    it in ``MODULE_ORDER`` (whatever the import order), then in registration order."""
+    cats = list(CATEGORIES)
+    modules = [f"metrics.{m}" for m in MODULE_ORDER]
+
+    def key(n: str) -> tuple[int, int]:
+        spec = METRICS.get(n)
+        mod = spec.fn.__module__
+        return cats.index(spec.category), modules.index(mod) if mod in modules else len(modules)
+
+    return sorted(METRICS.names(), key=key)
 
 
 def get(name: str) -> MetricSpec:
@@ -91,21 +101,19 @@ def score(
     seed: int = 0,
     batch_size: int | None = None,
     compile: bool | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    method_params: dict[str, dict[str, Any]] | None = None,
     **params: Any,
 ) -> dict[str, torch.Tensor]:
     """Scores [B] of metric ``name`` for each map: ``x`` [B,C,H,W], maps {method: [B,H,W]} (or one [B,H,W],
-    returned under the key "map"). ``mask`` [B,H,W] for localization metrics. Raises ``ParameterError``
-    on bad input; unknown parameters are an error."""
+    returned under the key "map"). ``mask`` [B,H,W] for localization metrics. ``method_params``: the methods'
+    parameters, for metrics that recompute maps. Raises ``ParameterError`` on bad input; unknown parameters are
+    an error."""
     spec = get(name)
     resolved = spec.resolve(params)
-    net = as_module(model)
-    x = check_x(x)
-    checked, _ = check_maps(maps, x)
-    classes = getattr(model, "classes", None)
-    t = check_target(target, x.shape[0], x.device, None if classes is None else len(classes))
+    inp = prepare(model, x, maps, target)
     if spec.needs_mask and mask is None:
         raise ParameterError(f"{spec.title} needs a ground-truth mask; this image has none")
-    ctx = MetricContext(net, x, t, mask=mask, seed=seed, batch_size=batch_size, compile=compile, progress=progress)
-    with model_lock(net):
-        return spec.fn(ctx, checked, **resolved)
+    ctx = MetricContext(
+        inp.net, inp.x, inp.target, mask=mask, seed=seed, batch_size=batch_size, compile=compile, source=model, method_params=method_params or {}
+    )
+    return spec.fn(ctx, inp.maps, **resolved)

@@ -17,15 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# run as ``python -m metrics`` from the repository root or anywhere with it on the path
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import explainers  # noqa: E402
-import metrics  # noqa: E402
-from core.errors import InputError  # noqa: E402
-from metrics.leaderboard import FIELDS, agreement, evaluate, image_set, summarize  # noqa: E402
+import explainers
+import metrics
+from core import progress
+from core.errors import InputError
+from metrics.leaderboard import FIELDS, agreement, evaluate, image_set, summarize
 
 DEFAULT_METRICS = ["deletion", "insertion", "sparseness", "complexity", "pointing_game", "relevance_mass"]
 
@@ -152,17 +148,20 @@ def run(args: argparse.Namespace) -> int:
             f.flush()
             os.fsync(f.fileno())
 
-    def progress(i: int, n: int, name: str) -> None:
-        bar.n = i
-        bar.set_postfix_str(name)
-        bar.refresh()
+    def report(r: progress.Report) -> None:
+        if r.stages and r.stages[0][1] != bar.n:  # the outer stage counts images
+            bar.n = r.stages[0][1]
+            bar.set_postfix_str(r.stages[0][3])
+            bar.refresh()
 
     try:
-        new = evaluate(loaded, items, methods, names, metric_params=metric_params, seed=args.seed, done=done, on_rows=on_rows, progress=progress)
+        with progress.reporting(report):
+            new = evaluate(loaded, items, methods, names, metric_params=metric_params, seed=args.seed, done=done, on_rows=on_rows)
     except KeyboardInterrupt:
         bar.close()
         print(f"\ninterrupted: finished images are in {csv_path}; run the same command to resume", file=sys.stderr)
         return 130
+    bar.n = len(items)
     bar.close()
     wanted = {it.name for it in items}
     rows = [r for r in old + new if r["image"] in wanted and r["method"] in methods and r["metric"] in names]

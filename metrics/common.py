@@ -1,22 +1,20 @@
-"""Input checks and the pixel ranking shared by the metrics."""
+"""What the metrics share: input checks in one place (``prepare``), the pixel ranking, the model's pixel domain, and
+maps of many inputs in bounded chunks."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from core.checks import check_one_image, check_target, check_x  # noqa: F401  (re-exported for the metrics)
+import explainers
+from core.checks import as_module, check_one_image, check_target, check_x  # noqa: F401  (re-exported for the metrics)
 from core.errors import ParameterError
 
-
-def as_module(model: Any) -> nn.Module:
-    """``zoo.LoadedModel`` or ``nn.Module`` -> the ``nn.Module`` returning logits."""
-    net = getattr(model, "model", model)
-    if not isinstance(net, nn.Module):
-        raise ParameterError("model must be a torch.nn.Module or a zoo.LoadedModel")
-    return net
+T = TypeVar("T")
 
 
 def n_classes(model: Any) -> int | None:
@@ -45,6 +43,31 @@ def check_maps(attribution: torch.Tensor | dict[str, torch.Tensor], x: torch.Ten
     return out, single
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """A metric's checked inputs: the module, ``x`` [B,C,H,W] float32, ``target`` [B], ``maps`` {name: [B,H,W]}, and
+    whether one map (not a dict) was given, so results come back in the shape they were asked in (``unwrap``)."""
+
+    net: nn.Module
+    x: torch.Tensor
+    target: torch.Tensor
+    maps: dict[str, torch.Tensor]
+    single: bool
+
+    def unwrap(self, per_map: dict[str, T]) -> T | dict[str, T]:
+        """{name: result} -> the result alone when one map was given, else the dict."""
+        return per_map["map"] if self.single else per_map
+
+
+def prepare(model: Any, x: Any, attribution: torch.Tensor | dict[str, torch.Tensor], target: int | torch.Tensor) -> Inputs:
+    """Every metric's input check (``ParameterError`` naming the problem): model, image batch, maps, target."""
+    net = as_module(model)
+    x = check_x(x)
+    maps, single = check_maps(attribution, x)
+    t = check_target(target, x.shape[0], x.device, n_classes(model))
+    return Inputs(net, x, t, maps, single)
+
+
 def pixel_ranks(attribution: torch.Tensor) -> torch.Tensor:
     """[B,H,W] -> long [B,H*W]: each pixel's position in ``argsort(map.flatten(), descending=True, stable=True)``
     (0 = most relevant; equal values keep raster order)."""
@@ -53,3 +76,34 @@ def pixel_ranks(attribution: torch.Tensor) -> torch.Tensor:
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
     return ranks
+
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def pixel_domain(model: Any) -> tuple[Transform, Transform]:
+    """(input -> pixels in [0,1], pixels -> input) for a ``zoo.LoadedModel``; the identity for a bare module (its
+    input is taken as pixels)."""
+    if hasattr(model, "normalize") and hasattr(model, "mean"):
+        mean = torch.tensor(model.mean).view(1, -1, 1, 1)
+        std = torch.tensor(model.std).view(1, -1, 1, 1)
+        return (lambda x: x * std.to(x.device) + mean.to(x.device)), (lambda u: (u - mean.to(u.device)) / std.to(u.device))
+    return (lambda x: x), (lambda u: u)
+
+
+def chunk_for(method: str, params: dict[str, Any], h: int, w: int, budget: int = 64) -> int:
+    """Images per explain call so that one call runs at most ``budget`` passes (IG at 32 steps: 2 images). A
+    stochastic method runs one image per call, so every image sees the same noise (common random numbers: the
+    difference between two inputs' maps measures the inputs, not the sampler)."""
+    spec = explainers.get(method)
+    if spec.stochastic:
+        return 1
+    f, fb = spec.cost({**spec.defaults(), **params}, h, w, 1)
+    return max(1, budget // max(1, f + fb))
+
+
+def maps_in_chunks(model: Any, method: str, x: torch.Tensor, target: torch.Tensor, params: dict[str, Any], chunk: int) -> torch.Tensor:
+    """Maps [N,H,W] of ``method`` for a batch ``x`` [N,C,H,W], ``chunk`` images per call (bounded memory); seed 0
+    unless ``params`` gives one."""
+    kw = {"seed": 0, **params}
+    return torch.cat([explainers.explain(method, model, x[i : i + chunk], target[i : i + chunk], **kw) for i in range(0, x.shape[0], chunk)])

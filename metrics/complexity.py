@@ -36,7 +36,6 @@ def entropy(attribution: torch.Tensor) -> torch.Tensor:
 
 
 @metric(
-    "sparseness",
     title="Sparseness (Gini)",
     category="complexity",
     higher_is_better=True,
@@ -49,7 +48,6 @@ def sparseness(ctx: MetricContext, maps: dict[str, torch.Tensor]) -> dict[str, t
 
 
 @metric(
-    "complexity",
     title="Complexity (entropy)",
     category="complexity",
     higher_is_better=False,

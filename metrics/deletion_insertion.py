@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
+from core import progress
 from core.errors import ParameterError
-from explainers.registry import Param
-from metrics.common import as_module, check_maps, check_target, check_x, n_classes, pixel_ranks
+from core.registry import Param
+from metrics.common import check_maps, check_x, pixel_ranks, prepare
 from metrics.inference import fast_forward
 from metrics.registry import MetricContext, metric
 
@@ -130,7 +130,6 @@ def deletion_insertion(
     batch_size: int | None = None,
     curves: tuple[str, ...] = CURVES,
     compile: bool | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> DeletionInsertion:
     """Deletion and insertion curves of one or many maps.
 
@@ -138,10 +137,8 @@ def deletion_insertion(
     Returns curves [B,N] and AUCs [B] (dicts by name when a dict was given), N = ceil(H*W/step) + 1.
     """
     start = time.perf_counter()
-    net = as_module(model)
-    x = check_x(x)
-    maps, single = check_maps(attribution, x)
-    t = check_target(target, x.shape[0], x.device, n_classes(model))
+    inp = prepare(model, x, attribution, target)
+    net, x, maps, t = inp.net, inp.x, inp.maps, inp.target
     curves = tuple(curves)
     if not curves or set(curves) - set(CURVES):
         raise ParameterError(f"curves must be a non-empty subset of {CURVES}; got {curves!r}")
@@ -153,63 +150,60 @@ def deletion_insertion(
 
     sub = substrate_image(x, substrate)
     blur = blurred(x)  # also checks the image is large enough for the kernel
-    # fill / base image per curve: deletion puts the substrate over x, insertion puts x over the blur
-    fills = {"deletion": sub, "insertion": x}
-    bases = {"deletion": x, "insertion": blur}
-
-    inner = torch.arange(1, n_points - 1, device=x.device)
-    jobs = (
-        torch.cartesian_prod(torch.arange(len(curves)), torch.arange(len(names)), torch.arange(b), torch.arange(inner.numel())).to(x.device)
-        if inner.numel()
-        else torch.empty(0, 4, dtype=torch.long, device=x.device)
-    )
     # shared endpoints, each computed once for all methods: the image, and the fully replaced image
     # (deletion's last point) and/or the blurred image (insertion's first point)
     ends = {"x": x, **({"sub": sub} if "deletion" in curves else {}), **({"blur": blur} if "insertion" in curves else {})}
-    total = jobs.shape[0] + len(ends) * b
+    inner = torch.arange(1, n_points - 1, device=x.device)
+    total = len(curves) * len(names) * b * inner.numel() + len(ends) * b
     ff = fast_forward(net, x, batch_size=batch_size, compile=compile, forwards=total)
-    chunk = ff.batch_size * max(1, 32 // ff.batch_size)  # build several fast-path chunks at once
-    probs = ff.probability(torch.cat(list(ends.values())), t.repeat(len(ends))).split(b)
-    p = dict(zip(ends, probs, strict=True))
-    done = len(ends) * b
-    if progress:
-        progress(done, total)
-
+    p = dict(zip(ends, ff.probability(torch.cat(list(ends.values())), t.repeat(len(ends))).split(b), strict=True))
     values = torch.empty(len(curves), len(names), b, n_points, device=x.device)
     for ci, c in enumerate(curves):
         values[ci, :, :, 0] = p["x"] if c == "deletion" else p["blur"]
         values[ci, :, :, -1] = p["sub"] if c == "deletion" else p["x"]
-    fill_stack = torch.stack([fills[c] for c in curves])  # [Cv,B,C,H,W]
-    base_stack = torch.stack([bases[c] for c in curves])
-    n_m = len(names)
-    for i in range(0, jobs.shape[0], chunk):
-        sl = jobs[i : i + chunk]
-        batch = torch.empty((sl.shape[0], *x.shape[1:]), device=x.device)
-        # jobs run k-fastest, so a chunk holds one or two (curve, method, image) groups: build each
-        # group's images straight into the batch from its rank row (no per-job gathers of images)
-        group = (sl[:, 0] * n_m + sl[:, 1]) * b + sl[:, 2]
-        _, sizes = torch.unique_consecutive(group, return_counts=True)
-        at = 0
-        for n in sizes.tolist():
-            cj, mj, bj = sl[at, :3].tolist()
-            k = inner[sl[at : at + n, 3]]
-            keep = (ranks[mj, bj].unsqueeze(0) < counts[k].unsqueeze(1)).view(n, 1, h, w)
-            torch.where(keep, fill_stack[cj, bj].unsqueeze(0), base_stack[cj, bj].unsqueeze(0), out=batch[at : at + n])
-            at += n
-        cj, mj, bj, kj = sl.unbind(1)
-        values[cj, mj, bj, inner[kj]] = ff.probability(batch, t[bj])
-        done += sl.shape[0]
-        if progress:
-            progress(done, total)
-
+    # fill / base image per curve: deletion puts the substrate over x, insertion puts x over the blur
+    fills = torch.stack([{"deletion": sub, "insertion": x}[c] for c in curves])  # [Cv,B,C,H,W]
+    bases = torch.stack([{"deletion": x, "insertion": blur}[c] for c in curves])
+    _inner_points(ff, t, ranks, counts, fills, bases, values)
     out: dict[str, Any] = {"deletion": None, "insertion": None, "deletion_auc": None, "insertion_auc": None}
     for ci, c in enumerate(curves):
         per = {m: values[ci, mi].cpu() for mi, m in enumerate(names)}
-        out[c] = per["map"] if single else per
-        out[f"{c}_auc"] = auc(per["map"]) if single else {m: auc(v) for m, v in per.items()}
+        out[c] = inp.unwrap(per)
+        out[f"{c}_auc"] = inp.unwrap({m: auc(v) for m, v in per.items()})
     return DeletionInsertion(
         **out, pixels=counts.cpu(), step=int(step), substrate=substrate, forwards=total, seconds=time.perf_counter() - start, engine=ff.describe()
     )
+
+
+def _inner_points(
+    ff: Any, t: torch.Tensor, ranks: torch.Tensor, counts: torch.Tensor, fills: torch.Tensor, bases: torch.Tensor, values: torch.Tensor
+) -> None:
+    """Fill ``values`` [Cv,M,B,N] at the inner points 1..N-2 of every (curve, method, image): one forward per point, in
+    chunks; ``ranks`` [M,B,H*W], ``counts`` [N], ``fills``/``bases`` [Cv,B,C,H,W] (the top pixels come from the fill)."""
+    n_cv, n_m, b, n_points = values.shape
+    h, w = fills.shape[-2:]
+    inner = torch.arange(1, n_points - 1, device=values.device)
+    if not inner.numel():
+        return
+    jobs = torch.cartesian_prod(torch.arange(n_cv), torch.arange(n_m), torch.arange(b), torch.arange(inner.numel())).to(values.device)
+    chunk = ff.batch_size * max(1, 32 // ff.batch_size)  # build several engine chunks at once
+    with progress.stage("curve points", math.ceil(jobs.shape[0] / chunk)) as st:
+        for i in range(0, jobs.shape[0], chunk):
+            st.at(i // chunk)
+            sl = jobs[i : i + chunk]
+            batch = torch.empty((sl.shape[0], *fills.shape[2:]), device=values.device)
+            # jobs run k-fastest, so a chunk holds one or two (curve, method, image) groups: build each
+            # group's images straight into the batch from its rank row (no per-job gathers of images)
+            _, sizes = torch.unique_consecutive((sl[:, 0] * n_m + sl[:, 1]) * b + sl[:, 2], return_counts=True)
+            at = 0
+            for n in sizes.tolist():
+                cj, mj, bj = sl[at, :3].tolist()
+                k = inner[sl[at : at + n, 3]]
+                keep = (ranks[mj, bj].unsqueeze(0) < counts[k].unsqueeze(1)).view(n, 1, h, w)
+                torch.where(keep, fills[cj, bj].unsqueeze(0), bases[cj, bj].unsqueeze(0), out=batch[at : at + n])
+                at += n
+            cj, mj, bj, kj = sl.unbind(1)
+            values[cj, mj, bj, inner[kj]] = ff.probability(batch, t[bj])
 
 
 def perturbed(x: torch.Tensor, attribution: torch.Tensor, point: int, *, curve: str = "deletion", step: int = 224, substrate: str = "zero") -> torch.Tensor:
@@ -251,13 +245,11 @@ def _score(ctx: MetricContext, maps: dict[str, torch.Tensor], curve: str, step: 
         batch_size=ctx.batch_size,
         curves=(curve,),
         compile=ctx.compile,
-        progress=ctx.progress,
     )
     return getattr(res, f"{curve}_auc")
 
 
 @metric(
-    "deletion",
     title="Deletion AUC",
     category="faithfulness",
     higher_is_better=False,
@@ -272,7 +264,6 @@ def deletion(ctx: MetricContext, maps: dict[str, torch.Tensor], *, step: int = 2
 
 
 @metric(
-    "insertion",
     title="Insertion AUC",
     category="faithfulness",
     higher_is_better=True,

@@ -29,10 +29,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from core import memory
-from core import progress as ticks
+from core import memory, progress
 from core.errors import ParameterError
-from explainers.context import FX_LOCK, fold_batchnorm, private_copy, trace
+from core.fx import FX_LOCK, fold_batchnorm, trace
+from core.model_state import private_copy
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class FastForward:
         """Logits [B,K] of ``x`` [B,C,H,W] (float32)."""
         outs = []
         for i in range(0, x.shape[0], self.batch_size):
-            ticks.tick("forward passes")  # a reporter may show progress or cancel between chunks
+            progress.tick("forward passes")  # a reporter may show progress or cancel between chunks
             outs.append(self._chunk(x[i : i + self.batch_size]))
         return torch.cat(outs) if outs else torch.empty(0)
 
@@ -215,7 +215,7 @@ def _compiled(ff: FastForward, sample: torch.Tensor, batch_size: int) -> FastFor
     try:
         compiled = torch.compile(copy.deepcopy(ff.eager), dynamic=False, options={"freezing": True})
         with torch.inference_mode():
-            with FX_LOCK:  # the first call compiles; no torch.fx trace may run meanwhile (see explainers.context)
+            with FX_LOCK:  # the first call compiles; no torch.fx trace may run meanwhile (see core.fx)
                 got = compiled(batch).float()
             want = ff.eager(batch).float()
         diff = float((got - want).abs().max())

@@ -13,57 +13,16 @@ INFD(Phi, f, x) = E_I[(I . Phi(x) - (f(x) - f(x - I)))^2], computed by ``captum.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from captum.metrics import infidelity as captum_infidelity
 
 from core.errors import ParameterError
-from explainers.registry import Param
-from metrics.common import as_module, check_maps, check_target, check_x, n_classes
+from core.registry import Param
 from metrics.inference import fast_forward
 from metrics.registry import MetricContext, metric
 
 
-def infidelity(
-    model: Any,
-    x: torch.Tensor,
-    attribution: torch.Tensor | dict[str, torch.Tensor],
-    target: int | torch.Tensor,
-    *,
-    sigma: float = 0.1,
-    n_samples: int = 50,
-    normalize: bool = True,
-    seed: int = 0,
-    batch_size: int | None = None,
-    compile: bool | None = None,
-) -> torch.Tensor | dict[str, torch.Tensor]:
-    """Infidelity [B] of a map [B,H,W] (or {name: [B]} for {name: [B,H,W]}); ``x`` [B,C,H,W]. Seeded."""
-    net = as_module(model)
-    x = check_x(x)
-    maps, single = check_maps(attribution, x)
-    t = check_target(target, x.shape[0], x.device, n_classes(model))
-    if not sigma > 0 or n_samples < 1:
-        raise ParameterError("infidelity needs sigma > 0 and n_samples >= 1")
-    ff = fast_forward(net, x, batch_size=batch_size, compile=compile, forwards=len(maps) * x.shape[0] * (n_samples + 1))
-    c = x.shape[1]
-    out = {}
-    for name, m in maps.items():
-        gen = torch.Generator().manual_seed(int(seed))  # the same perturbations for every method
-
-        def perturb(inputs: torch.Tensor, gen: torch.Generator = gen) -> tuple[torch.Tensor, torch.Tensor]:
-            noise = sigma * torch.randn((inputs.shape[0], 1, *inputs.shape[2:]), generator=gen).to(inputs.device)
-            noise = noise.expand_as(inputs)
-            return noise, inputs - noise
-
-        attr = (m / c).unsqueeze(1).expand_as(x).contiguous()
-        with torch.no_grad():
-            out[name] = captum_infidelity(ff, perturb, x, attr, target=t, n_perturb_samples=int(n_samples), normalize=normalize).detach().float().cpu()
-    return out["map"] if single else out
-
-
 @metric(
-    "infidelity",
     title="Infidelity",
     category="faithfulness",
     higher_is_better=False,
@@ -74,13 +33,27 @@ def infidelity(
         Param("n_samples", 50, 1, 1000, 1, help="perturbations per image"),
         Param("normalize", True, help="apply the optimal rescaling of the map first (the authors' definition)"),
     ),
-    stochastic=True,
     cost=lambda p, h, w: p["n_samples"] + 1,
 )
-def infidelity_score(
+def infidelity(
     ctx: MetricContext, maps: dict[str, torch.Tensor], *, sigma: float = 0.1, n_samples: int = 50, normalize: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Infidelity per method, [B] each."""
-    return infidelity(
-        ctx.model, ctx.x, maps, ctx.target, sigma=sigma, n_samples=n_samples, normalize=normalize, seed=ctx.seed, batch_size=ctx.batch_size, compile=ctx.compile
-    )
+    """Infidelity [B] per method (maps {name: [B,H,W]}), by ``captum.metrics.infidelity``; seeded by ``ctx.seed``:
+    every method sees the same perturbations."""
+    if not sigma > 0 or n_samples < 1:
+        raise ParameterError("infidelity needs sigma > 0 and n_samples >= 1")
+    x, c = ctx.x, ctx.x.shape[1]
+    ff = fast_forward(ctx.model, x, batch_size=ctx.batch_size, compile=ctx.compile, forwards=len(maps) * x.shape[0] * (n_samples + 1))
+    out = {}
+    for name, m in maps.items():
+        gen = torch.Generator().manual_seed(int(ctx.seed))
+
+        def perturb(inputs: torch.Tensor, gen: torch.Generator = gen) -> tuple[torch.Tensor, torch.Tensor]:
+            noise = sigma * torch.randn((inputs.shape[0], 1, *inputs.shape[2:]), generator=gen).to(inputs.device)
+            noise = noise.expand_as(inputs)
+            return noise, inputs - noise
+
+        attr = (m / c).unsqueeze(1).expand_as(x).contiguous()
+        with torch.no_grad():
+            out[name] = captum_infidelity(ff, perturb, x, attr, target=ctx.target, n_perturb_samples=int(n_samples), normalize=normalize).detach().float().cpu()
+    return out

@@ -21,6 +21,7 @@ from scipy import stats
 
 import explainers
 import metrics
+from core import progress
 from core.errors import InputError, ParameterError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -104,55 +105,61 @@ def evaluate(
     seed: int = 0,
     done: set[tuple[str, str, str]] | None = None,
     on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Score every (image, method, metric) not in ``done``; rows are passed to ``on_rows`` image by image.
 
-    Localization metrics are skipped on images without a mask. A method that fails on an image gives
-    rows with ``value`` NaN and the reason in ``error``. ``should_stop()`` is checked between images.
+    Localization metrics are skipped on images without a mask. A method that fails on an image gives rows with
+    ``value`` NaN and the reason in ``error``. One ``core.progress`` stage job per image (a reporter may stop it
+    between and within images; the rows passed to ``on_rows`` so far are complete).
     """
     for m in methods:
         explainers.get(m)
     specs = {k: metrics.get(k) for k in metric_names}
-    metric_params = metric_params or {}
-    method_params = method_params or {}
     done = done or set()
     items = list(items)
     rows: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        if should_stop and should_stop():
-            break
-        if progress:
-            progress(i, len(items), item.name)
-        todo = {k: [m for m in methods if (item.name, m, k) not in done] for k, s in specs.items() if not (s.needs_mask and item.mask is None)}
-        todo = {k: ms for k, ms in todo.items() if ms}
-        if not todo:
-            continue
-        target = item.label if item.label is not None else int(loaded.predict(item.x)[0].argmax())
-        base = {"image": item.name, "target": target, "label": item.label if item.label is not None else ""}
-        maps: dict[str, torch.Tensor] = {}
-        errors: dict[str, str] = {}
-        for m in sorted({m for ms in todo.values() for m in ms}, key=list(methods).index):
-            params = {**({"seed": seed} if explainers.get(m).stochastic else {}), **method_params.get(m, {})}
-            try:
-                maps[m] = explainers.explain(m, loaded, item.x, target, **params)
-            except InputError as exc:
-                errors[m] = str(exc)
-            except Exception as exc:  # one method failing on one image must not end a long run
-                errors[m] = f"{type(exc).__name__}: {str(exc)[:200]}"
-        new: list[dict[str, Any]] = []
-        for k, ms in todo.items():
-            ok = {m: maps[m] for m in ms if m in maps}
-            scores = metrics.score(k, loaded, item.x, target, ok, mask=item.mask, seed=seed, **metric_params.get(k, {})) if ok else {}
-            for m in ms:
-                value = float(scores[m][0]) if m in scores else math.nan
-                new.append({**base, "method": m, "metric": k, "value": value, "error": errors.get(m, "")})
-        rows.extend(new)
-        if on_rows:
-            on_rows(new)
-    if progress:
-        progress(len(items), len(items), "")
+    with progress.stage("images", len(items)) as st:
+        for i, item in enumerate(items):
+            st.at(i, item.name)
+            todo = {k: [m for m in methods if (item.name, m, k) not in done] for k, s in specs.items() if not (s.needs_mask and item.mask is None)}
+            todo = {k: ms for k, ms in todo.items() if ms}
+            if not todo:
+                continue
+            new = _score_item(loaded, item, methods, todo, metric_params or {}, method_params or {}, seed)
+            rows.extend(new)
+            if on_rows:
+                on_rows(new)
+    return rows
+
+
+def _score_item(
+    loaded: Any,
+    item: Item,
+    methods: Sequence[str],
+    todo: dict[str, list[str]],
+    metric_params: dict[str, dict[str, Any]],
+    method_params: dict[str, dict[str, Any]],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """The rows of one image: each method's map once, then every metric in ``todo`` (metric -> methods) on it."""
+    target = item.label if item.label is not None else int(loaded.predict(item.x)[0].argmax())
+    base = {"image": item.name, "target": target, "label": item.label if item.label is not None else ""}
+    maps: dict[str, torch.Tensor] = {}
+    errors: dict[str, str] = {}
+    for m in sorted({m for ms in todo.values() for m in ms}, key=list(methods).index):
+        try:
+            maps[m] = explainers.explain(m, loaded, item.x, target, **{"seed": seed, **method_params.get(m, {})})
+        except InputError as exc:
+            errors[m] = str(exc)
+        except Exception as exc:  # one method failing on one image must not end a long run
+            errors[m] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    rows: list[dict[str, Any]] = []
+    for k, ms in todo.items():
+        ok = {m: maps[m] for m in ms if m in maps}
+        scores = metrics.score(k, loaded, item.x, target, ok, mask=item.mask, seed=seed, method_params=method_params, **metric_params.get(k, {})) if ok else {}
+        for m in ms:
+            value = float(scores[m][0]) if m in scores else math.nan
+            rows.append({**base, "method": m, "metric": k, "value": value, "error": errors.get(m, "")})
     return rows
 
 

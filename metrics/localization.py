@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import ParameterError
-from explainers.registry import Param
+from core.registry import Param
 from metrics.registry import MetricContext, metric
 
 
@@ -33,7 +33,7 @@ def default_tolerance(h: int) -> int:
     return round(15 * h / 224)
 
 
-def pointing_game(attribution: torch.Tensor, mask: torch.Tensor, tolerance: int | None = None) -> torch.Tensor:
+def pointing_hits(attribution: torch.Tensor, mask: torch.Tensor, tolerance: int | None = None) -> torch.Tensor:
     """1.0 where argmax of the map [B,H,W] is within ``tolerance`` px (Euclidean) of the mask [B,H,W], else 0.0 -> [B]."""
     mask = _check(attribution, mask)
     b, h, w = attribution.shape
@@ -49,7 +49,7 @@ def pointing_game(attribution: torch.Tensor, mask: torch.Tensor, tolerance: int 
     return mask.flatten(1).gather(1, peak.view(-1, 1)).squeeze(1).float()
 
 
-def relevance_mass(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def positive_share(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Share of positive relevance inside the mask, [B] in [0, 1]."""
     mask = _check(attribution, mask)
     pos = attribution.clamp(min=0).flatten(1)
@@ -59,7 +59,6 @@ def relevance_mass(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 
 
 @metric(
-    "pointing_game",
     title="Pointing game",
     category="localization",
     higher_is_better=True,
@@ -68,13 +67,12 @@ def relevance_mass(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     params=(Param("tolerance", -1, -1, 64, 1, help="pixels; -1 = 15 px scaled to the input size"),),
     needs_mask=True,
 )
-def pointing(ctx: MetricContext, maps: dict[str, torch.Tensor], *, tolerance: int = -1) -> dict[str, torch.Tensor]:
+def pointing_game(ctx: MetricContext, maps: dict[str, torch.Tensor], *, tolerance: int = -1) -> dict[str, torch.Tensor]:
     """Pointing-game hit (0/1) per method, [B] each."""
-    return {m: pointing_game(a, ctx.mask, None if tolerance < 0 else tolerance).cpu() for m, a in maps.items()}
+    return {m: pointing_hits(a, ctx.mask, None if tolerance < 0 else tolerance).cpu() for m, a in maps.items()}
 
 
 @metric(
-    "relevance_mass",
     title="Relevance mass accuracy",
     category="localization",
     higher_is_better=True,
@@ -82,6 +80,6 @@ def pointing(ctx: MetricContext, maps: dict[str, torch.Tensor], *, tolerance: in
     conventions="share of the positive relevance inside the object mask",
     needs_mask=True,
 )
-def mass(ctx: MetricContext, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def relevance_mass(ctx: MetricContext, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Relevance mass accuracy per method, [B] each."""
-    return {m: relevance_mass(a, ctx.mask).cpu() for m, a in maps.items()}
+    return {m: positive_share(a, ctx.mask).cpu() for m, a in maps.items()}

@@ -1,8 +1,9 @@
-"""The metric registry: one decorated scoring function per metric, with the metadata the UI and the leaderboard use.
+"""The metric registry: one decorated scoring function per metric, keyed by its name, with the metadata the UI, the
+leaderboard and the CLI use.
 
 A metric scores many methods' maps at once (shared forwards are then computed once)::
 
-    @metric("my_metric", title="My metric", category="faithfulness", higher_is_better=True, paper="...")
+    @metric(title="My metric", category="faithfulness", higher_is_better=True, paper="...", conventions="...")
     def my_metric(ctx: MetricContext, maps: dict[str, Tensor], **params) -> dict[str, Tensor]:
         return {name: score[B] for name, m in maps.items()}     # maps: name -> [B,H,W]
 """
@@ -16,11 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from core import Registry
 from core.errors import ParameterError
-from explainers.registry import Param
+from core.registry import Registry, Spec, registrar
 
-CATEGORIES: dict[str, str] = {
+CATEGORIES: dict[str, str] = {  # display order
     "faithfulness": "Faithfulness",
     "localization": "Localization",
     "complexity": "Complexity",
@@ -29,10 +29,11 @@ CATEGORIES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class MetricContext:
-    """What a metric gets besides the maps: the model (nn.Module returning logits), ``x`` [B,C,H,W]
-    in its input space, ``target`` [B], an optional ground-truth ``mask`` [B,H,W] (bool), a seed,
-    a chunk size (None: measured), whether to compile (None: when it pays off), and a progress
-    callback ``progress(done, total)``."""
+    """What a metric gets besides the maps (all checked by ``metrics.common.prepare``): the model (``nn.Module``
+    returning logits), ``x`` [B,C,H,W] in its input space, ``target`` [B], an optional ground-truth ``mask`` [B,H,W]
+    (bool), a seed, and a chunk size for the forward passes (None: measured). For metrics that recompute maps
+    (``explains=True``): ``source``, the model as the caller gave it (a ``zoo.LoadedModel`` keeps its CAM layer and
+    pixel range), and ``method_params`` {method: params}; the maps' keys are then method names."""
 
     model: nn.Module
     x: torch.Tensor
@@ -41,38 +42,34 @@ class MetricContext:
     seed: int = 0
     batch_size: int | None = None
     compile: bool | None = None
-    progress: Callable[[int, int], None] | None = None
+    source: Any = None
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def explain(self, method: str, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``method``'s maps [N,H,W] for inputs ``x`` [N,C,H,W] (the same model, parameters and seed as the maps scored)."""
+        import explainers
+
+        if method not in explainers.names():
+            raise ParameterError(f"this metric recomputes maps, so the maps must be keyed by method name; {method!r} is not a method")
+        return explainers.explain(method, self.source if self.source is not None else self.model, x, target, **{"seed": self.seed, **self.method_params.get(method, {})})
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """A registered metric. ``conventions``: the settings a reader needs next to the number.
-    ``cost(params, h, w) -> forwards`` per image and method (0: no model call)."""
+@dataclass(frozen=True, kw_only=True)
+class MetricSpec(Spec):
+    """A registered metric: ``fn(ctx, maps, **params) -> {method: Tensor[B]}``. ``conventions``: the settings a
+    reader needs next to the number. ``explains``: it recomputes maps through ``ctx.explain`` (keys = method names). ``cost(params, h, w) -> forwards`` per image and method (0: no model call)."""
 
-    name: str
-    fn: Callable[..., dict[str, torch.Tensor]]
-    title: str
     category: str
     higher_is_better: bool
-    paper: str
     conventions: str
-    params: tuple[Param, ...] = ()
     needs_mask: bool = False
-    stochastic: bool = False
+    explains: bool = False
     cost: Callable[[dict, int, int], int] = lambda p, h, w: 0
-    param_map: dict[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.category not in CATEGORIES:
             raise ValueError(f"unknown metric category {self.category!r}")
-        object.__setattr__(self, "param_map", {p.name: p for p in self.params})
-
-    def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Defaults filled in and every value checked; unknown names are an error, not ignored."""
-        unknown = set(params) - set(self.param_map)
-        if unknown:
-            raise ParameterError(f"{self.title} has no parameter(s) {', '.join(sorted(unknown))}; it takes {', '.join(self.param_map) or 'none'}")
-        return {p.name: p.check(params.get(p.name, p.default)) for p in self.params}
 
     @property
     def direction(self) -> str:
@@ -80,8 +77,9 @@ class MetricSpec:
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
+_register = registrar(METRICS, MetricSpec)
 
 
-def metric(name: str, **meta: Any) -> Callable[[Callable], Callable]:
-    """Register a scoring function ``fn(ctx, maps, **params) -> {method: Tensor[B]}``."""
-    return METRICS.decorator(lambda fn: MetricSpec(name=name, fn=fn, **meta), name)
+def metric(**meta: object) -> Callable[[Callable], Callable]:
+    """Register a scoring function ``fn(ctx, maps, **params) -> {method: Tensor[B]}`` under ``fn.__name__``."""
+    return _register(**meta)

@@ -19,7 +19,6 @@ with a Python loop per neighbour on lil matrices; here it is built in one vector
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +27,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from core import progress as ticks
+from core import progress
 from core.errors import ParameterError
-from explainers.registry import Param
-from metrics.common import as_module, check_maps, check_target, check_x, n_classes, pixel_ranks
+from core.registry import Param
+from metrics.common import Inputs, pixel_ranks, prepare
 from metrics.inference import fast_forward
 from metrics.registry import MetricContext, metric
 
@@ -107,7 +106,6 @@ def road(
     seed: int = 0,
     batch_size: int | None = None,
     compile: bool | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> Road:
     """ROAD curves: target probability after removing and imputing p% of the pixels, MoRF and/or LeRF.
 
@@ -115,42 +113,37 @@ def road(
     Seeded: the same seed gives the same imputation noise.
     """
     start = time.perf_counter()
-    net = as_module(model)
-    x = check_x(x)
-    maps, single = check_maps(attribution, x)
-    t = check_target(target, x.shape[0], x.device, n_classes(model))
+    inp = prepare(model, x, attribution, target)
     pcts = tuple(int(p) for p in percentages)
     if not pcts or any(not 0 < p < 100 for p in pcts):
         raise ParameterError("ROAD percentages must lie strictly between 0 and 100")
     if not orders or set(orders) - set(ORDERS):
         raise ParameterError(f"orders must be a non-empty subset of {ORDERS}")
-    b, _, h, w = x.shape
-    n_pix = h * w
-    gen = torch.Generator().manual_seed(int(seed))
-    names = list(maps)
-    total = len(orders) * len(names) * b * len(pcts)
-    ff = fast_forward(net, x, batch_size=batch_size, compile=compile, forwards=total)
-    images, keys = [], []
-    for o in orders:
-        for m in names:
-            ranks = pixel_ranks(maps[m])
-            for bi in range(b):
-                for pi, p in enumerate(pcts):
-                    ticks.tick("imputation")
-                    k = round(n_pix * p / 100)
-                    removed = ranks[bi] < k if o == "morf" else ranks[bi] >= n_pix - k
-                    images.append(impute(x[bi], removed.view(h, w), noise=noise, generator=gen))
-                    keys.append((o, m, bi, pi))
-                    if progress:
-                        progress(len(images), total)
-    probs = ff.probability(torch.stack(images), t[[k[2] for k in keys]])
-    curves = {o: {m: torch.empty(b, len(pcts)) for m in names} for o in ORDERS}
+    b = inp.x.shape[0]
+    keys = [(o, m, bi, pi) for o in orders for m in inp.maps for bi in range(b) for pi in range(len(pcts))]
+    ff = fast_forward(inp.net, inp.x, batch_size=batch_size, compile=compile, forwards=len(keys))
+    images = _imputed(inp, keys, pcts, noise, torch.Generator().manual_seed(int(seed)))
+    probs = ff.probability(images, inp.target[[k[2] for k in keys]])
+    curves = {o: {m: torch.empty(b, len(pcts)) for m in inp.maps} for o in ORDERS}
     for (o, m, bi, pi), v in zip(keys, probs.cpu(), strict=True):
         curves[o][m][bi, pi] = v
-    if progress:
-        progress(total, total)
-    pick = {o: (curves[o]["map"] if single else curves[o]) if o in orders else None for o in ORDERS}
-    return Road(pick["morf"], pick["lerf"], pcts, float(noise), total, time.perf_counter() - start)
+    pick = {o: inp.unwrap(curves[o]) if o in orders else None for o in ORDERS}
+    return Road(pick["morf"], pick["lerf"], pcts, float(noise), len(keys), time.perf_counter() - start)
+
+
+def _imputed(inp: Inputs, keys: list[tuple[str, str, int, int]], pcts: tuple[int, ...], noise: float, gen: torch.Generator) -> torch.Tensor:
+    """The imputed image [len(keys),C,H,W] of every (order, method, image, percentage) key, one stage job each."""
+    h, w = inp.x.shape[-2:]
+    n_pix = h * w
+    ranks = {m: pixel_ranks(a) for m, a in inp.maps.items()}
+    images = []
+    with progress.stage("imputations", len(keys)) as st:
+        for i, (o, m, bi, pi) in enumerate(keys):
+            st.at(i, "imputation")
+            k = round(n_pix * pcts[pi] / 100)
+            removed = ranks[m][bi] < k if o == "morf" else ranks[m][bi] >= n_pix - k
+            images.append(impute(inp.x[bi], removed.view(h, w), noise=noise, generator=gen))
+    return torch.stack(images)
 
 
 _PARAMS = (Param("noise", 0.01, 0.0, 1.0, 0.01, help="std of the noise added to imputed values (input space)"),)
@@ -162,7 +155,7 @@ def _cost(p: dict, h: int, w: int) -> int:
 
 def _score(ctx: MetricContext, maps: dict[str, torch.Tensor], order: str, noise: float) -> dict[str, torch.Tensor]:
     res = road(
-        ctx.model, ctx.x, maps, ctx.target, orders=(order,), noise=noise, seed=ctx.seed, batch_size=ctx.batch_size, compile=ctx.compile, progress=ctx.progress
+        ctx.model, ctx.x, maps, ctx.target, orders=(order,), noise=noise, seed=ctx.seed, batch_size=ctx.batch_size, compile=ctx.compile
     )
     return {m: c.mean(1) for m, c in getattr(res, order).items()}
 
@@ -171,14 +164,12 @@ _CONV = "noisy linear imputation (8 neighbours, 1/6 and 1/12), noise std {noise}
 
 
 @metric(
-    "road_morf",
     title="ROAD MoRF",
     category="faithfulness",
     higher_is_better=False,
     paper="Rong et al. 2022, ROAD (ICML)",
     conventions="most relevant pixels removed first; " + _CONV,
     params=_PARAMS,
-    stochastic=True,
     cost=_cost,
 )
 def road_morf(ctx: MetricContext, maps: dict[str, torch.Tensor], *, noise: float = 0.01) -> dict[str, torch.Tensor]:
@@ -187,14 +178,12 @@ def road_morf(ctx: MetricContext, maps: dict[str, torch.Tensor], *, noise: float
 
 
 @metric(
-    "road_lerf",
     title="ROAD LeRF",
     category="faithfulness",
     higher_is_better=True,
     paper="Rong et al. 2022, ROAD (ICML)",
     conventions="least relevant pixels removed first; " + _CONV,
     params=_PARAMS,
-    stochastic=True,
     cost=_cost,
 )
 def road_lerf(ctx: MetricContext, maps: dict[str, torch.Tensor], *, noise: float = 0.01) -> dict[str, torch.Tensor]:

@@ -22,12 +22,12 @@ import torch
 from PIL import Image
 from torch import nn
 
+import anatomy as V
 import explainers
 import metrics
 import zoo
 from core.errors import ImageError, MethodNotApplicable, ModelFileError, ParameterError
 from dashboard import render
-from explainers import visualize as V
 
 ROOT = Path(__file__).resolve().parents[1]
 H = W = 64
@@ -365,8 +365,8 @@ PARAMETER_CASES = [
     ("unknown substrate", lambda m, x: metrics.score("deletion", m, x, 0, {"a": torch.rand(1, H, W)}, substrate="noise"), "substrate"),
     ("ROAD at 0%", lambda m, x: metrics.road(m, x, torch.rand(1, H, W), 0, percentages=(0, 50)), "percentages"),
     ("ROAD at 100%", lambda m, x: metrics.road(m, x, torch.rand(1, H, W), 0, percentages=(50, 100)), "percentages"),
-    ("zero samples (infidelity)", lambda m, x: metrics.infidelity(m, x, torch.rand(1, H, W), 0, n_samples=0), "n_samples"),
-    ("negative sigma", lambda m, x: metrics.infidelity(m, x, torch.rand(1, H, W), 0, sigma=-1.0), "sigma"),
+    ("zero samples (infidelity)", lambda m, x: metrics.score("infidelity", m, x, 0, torch.rand(1, H, W), n_samples=0), "n_samples"),
+    ("negative sigma", lambda m, x: metrics.score("infidelity", m, x, 0, torch.rand(1, H, W), sigma=-1.0), "sigma"),
     ("zero radius", lambda m, x: metrics.sensitivity(m, x, 0, "saliency", radius=0), "radius"),
     ("zero samples (sensitivity)", lambda m, x: metrics.sensitivity(m, x, 0, "saliency", n_samples=0), "n_samples"),
     ("negative eps", lambda m, x: metrics.adversarial(m, x, 0, eps=-2), "eps"),

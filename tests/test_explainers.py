@@ -12,7 +12,8 @@ from torch import nn
 
 import explainers
 from core.errors import MethodNotApplicable, ParameterError
-from explainers.context import canonical_copy, hook_count
+from core.model_state import hook_count
+from explainers.canonical import canonical_copy
 from tests.conftest import make_tiny
 
 # Cheaper settings for the costly methods; every other method runs at its defaults.
@@ -299,7 +300,7 @@ def test_fresh_tiny_model_is_not_changed_by_lrp_copy():
 def test_tracing_in_one_thread_does_not_break_forward_passes_in_another(tiny, tiny_input):
     """torch.fx patches nn.Module.__call__ for the whole process while it traces: another session's forward
     must still run normally (the browser concurrency test found this)."""
-    from explainers.context import trace
+    from core.fx import trace
 
     inside, release = threading.Event(), threading.Event()
 
@@ -334,7 +335,7 @@ def test_overlapping_traces_in_two_threads_both_succeed_and_leave_torch_unpatche
     way and ends after it used to revert the wrong patches, fail ("CURRENT_PATCHER is None") and leave the
     first tracer's nn.Module.__call__ installed for good, so later forwards in a thread with that id failed
     (a CI run of the real-server sessions test). Traces must not overlap."""
-    from explainers.context import trace
+    from core.fx import trace
 
     call, getattr_ = nn.Module.__call__, nn.Module.__getattr__
     events = {k: threading.Event() for k in ("a_in", "a_go", "b_in", "b_go")}

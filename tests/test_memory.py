@@ -7,7 +7,7 @@ from torch import nn
 
 import explainers
 from core import memory
-from explainers.context import hook_count
+from core.model_state import hook_count
 
 
 class Counted(nn.Module):

@@ -12,7 +12,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 import metrics
 from core.errors import ParameterError
-from explainers.context import hook_count
+from core.model_state import hook_count
 from metrics.inference import fast_forward, inference_copy
 from metrics.road import NEIGHBOURS
 
@@ -262,12 +262,12 @@ def test_infidelity_zero_for_the_exact_linear_map_and_rescaling() -> None:
     exact = model.w[0].view(3, 8, 8).sum(0).expand(2, 8, 8)  # I.Phi == f(x) - f(x - I) for per-pixel noise
     noise = torch.randn(2, 8, 8, generator=torch.Generator().manual_seed(5))
     for normalize in (False, True):
-        got = metrics.infidelity(model, x, {"exact": exact, "noise": noise}, 0, normalize=normalize, n_samples=20, compile=False)
+        got = metrics.score("infidelity", model, x, 0, {"exact": exact, "noise": noise}, normalize=normalize, n_samples=20, compile=False)
         assert float(got["exact"].abs().max()) < 1e-4  # float32 rounding of f(x) - f(x - I)
         assert float(got["noise"].min()) > 1e-2
-    scaled = metrics.infidelity(model, x, {"a": 5 * exact + noise, "b": exact + noise / 5}, 0, normalize=True, n_samples=20, compile=False)
+    scaled = metrics.score("infidelity", model, x, 0, {"a": 5 * exact + noise, "b": exact + noise / 5}, normalize=True, n_samples=20, compile=False)
     torch.testing.assert_close(scaled["a"], scaled["b"], rtol=1e-3, atol=1e-5)  # optimal rescaling: scale-free
-    raw = metrics.infidelity(model, x, {"a": 5 * exact, "b": exact}, 0, normalize=False, n_samples=20, compile=False)
+    raw = metrics.score("infidelity", model, x, 0, {"a": 5 * exact, "b": exact}, normalize=False, n_samples=20, compile=False)
     assert float(raw["a"].min()) > float(raw["b"].max())
 
 
@@ -281,14 +281,14 @@ def test_pointing_game_and_relevance_mass_by_hand() -> None:
     inside[0, 3, 3] = 1.0
     near = torch.zeros(1, 10, 10)
     near[0, 3, 6] = 1.0  # 3 px right of the mask
-    assert metrics.pointing_game(inside, mask, 0).item() == 1.0
-    assert metrics.pointing_game(near, mask, 0).item() == 0.0
-    assert metrics.pointing_game(near, mask, 3).item() == 1.0
-    assert metrics.pointing_game(near, mask, 2).item() == 0.0
+    assert metrics.pointing_hits(inside, mask, 0).item() == 1.0
+    assert metrics.pointing_hits(near, mask, 0).item() == 0.0
+    assert metrics.pointing_hits(near, mask, 3).item() == 1.0
+    assert metrics.pointing_hits(near, mask, 2).item() == 0.0
     m = torch.zeros(1, 10, 10)
     m[0, 2, 2], m[0, 9, 9], m[0, 0, 9] = 3.0, 1.0, -5.0  # negative relevance is ignored
-    assert metrics.relevance_mass(m, mask).item() == pytest.approx(0.75)
-    assert metrics.relevance_mass(-m.abs(), mask).item() == 0.0
+    assert metrics.positive_share(m, mask).item() == pytest.approx(0.75)
+    assert metrics.positive_share(-m.abs(), mask).item() == 0.0
 
 
 def test_gini_and_entropy_by_hand() -> None:

@@ -9,7 +9,7 @@ from torch import nn
 import metrics
 import zoo
 from core.errors import ParameterError
-from explainers.context import hook_count
+from core.model_state import hook_count
 from metrics.randomization import default_blocks, randomize_block
 
 PAPER = ["saliency", "gradcam", "guided_backprop", "guided_gradcam"]

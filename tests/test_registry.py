@@ -42,3 +42,18 @@ def test_every_method_has_metadata_the_ui_needs():
         for p in spec.params:
             assert p.check(p.default) == p.default
     assert len(explainers.default_methods()) >= 6
+
+
+def test_registry_keys_are_function_names_and_seeds_are_accepted_by_every_method():
+    import metrics
+
+    for name, spec in explainers.EXPLAINERS.items():
+        assert spec.fn.__name__ == name
+        assert spec.stochastic == ("seed" in spec.param_map)
+        resolved = spec.resolve({}, seed=7)
+        assert resolved.get("seed", 7) == 7 and ("seed" in resolved) == spec.stochastic
+    for name in metrics.names():
+        assert metrics.get(name).fn.__name__ == name
+    assert explainers.get("rise").resolve({"seed": 3}, seed=7)["seed"] == 3, "an explicit seed parameter wins"
+    with pytest.raises(ParameterError, match="saliency has no parameter n_steps; it takes none"):
+        explainers.get("saliency").resolve({"n_steps": 3})

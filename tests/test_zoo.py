@@ -56,7 +56,7 @@ def test_missing_torchvision_weights_say_which_file_and_where(monkeypatch, tmp_p
 
 
 def test_synthetic_model_reaches_its_stated_accuracy_and_masks_cover_the_target(shapes):
-    meta = json.loads((Path(zoo.models.WEIGHTS_DIR) / "shapes_cnn.json").read_text())
+    meta = json.loads((Path(zoo.catalog.WEIGHTS_DIR) / "shapes_cnn.json").read_text())
     assert meta["test_accuracy"] >= 0.95
     x, y, m = make_dataset(300, seed=123_456)  # fresh samples, never seen in training
     acc = (shapes.predict(shapes.normalize(x)).argmax(1) == y).float().mean()

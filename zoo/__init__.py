@@ -1,22 +1,15 @@
 """Model zoo and sample images.
 
-Public API: ``load_model(name)``, ``model_names()``, ``unavailable_reason(name)``,
-``load_torchscript(bytes, class_names)``, ``sample_images()``, ``sample_masks()``,
-``load_image(file_or_bytes)``.
+Public API: ``load_model(name)``, ``model_names()``, ``unavailable_reason(name)``, ``download_weights(name)``,
+``load_torchscript(bytes, class_names)``, ``sample_images()``, ``sample_masks()``, ``load_image(file_or_bytes)``,
+``register_model(ModelSpec(...))``.
 """
 
+from zoo import catalog  # noqa: F401  (registration of the built-in models)
 from zoo.images import load_image, sample_images, sample_masks
-from zoo.models import (
-    MODELS,
-    LoadedModel,
-    ModelSpec,
-    download_weights,
-    load_model,
-    load_torchscript,
-    model_names,
-    register_model,
-    unavailable_reason,
-)
+from zoo.loading import download_weights, load_model, model_names, unavailable_reason
+from zoo.spec import MODELS, LoadedModel, ModelSpec, register_model
+from zoo.uploads import load_torchscript
 
 DEFAULT_MODEL = "efficientnet_lite0"
 DEFAULT_IMAGE = "chelsea"

@@ -10,11 +10,11 @@ import streamlit as st
 import torch
 from PIL import Image
 
+import anatomy as V
 import zoo
 from core.errors import InputError
 from dashboard import inputs, render, work
 from dashboard import state as S
-from explainers import visualize as V
 
 FILTER_LAYER = "anatomy::filter_layer"
 FMAP_LAYER = "anatomy::fmap_layer"
@@ -123,8 +123,7 @@ def _maximize_section(model_key: str, loaded: zoo.LoadedModel, target: int, conv
         preview = st.empty()
         w = work.Work(work.signature("maximize", settings), "Optimizing...", key="anatomy_opt")
 
-        def progress(step: int, steps: int, img: torch.Tensor) -> None:
-            w.step(step, steps, f"step {step}/{steps}")
+        def show(step: int, steps: int, img: torch.Tensor) -> None:
             preview.image(_to_uint8(img), caption=f"step {step}", width=256)
 
         pixel = st.session_state[PARAM] == "pixel"
@@ -139,7 +138,7 @@ def _maximize_section(model_key: str, loaded: zoo.LoadedModel, target: int, conv
                     transforms=not pixel,
                     l2=1.0 if pixel and kind == "class" else 0.0,
                     tv=0.05 if pixel and kind != "class" else 0.0,
-                    progress=progress,
+                    preview=show,
                     preview_every=8,
                 )
         except InputError as exc:

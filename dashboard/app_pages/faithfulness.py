@@ -238,11 +238,7 @@ def _leaderboard(model_key: str, loaded: zoo.LoadedModel, images: dict, methods:
         metric_params = {"deletion": {"step": step, "substrate": substrate}, "insertion": {"step": step}}
         method_params = {m: dict(params[m]) for m in methods}
         work.resume()
-        with work.Work(work.signature("leaderboard", model_key), "Leaderboard...", key="leaderboard") as w:
-
-            def progress(i: int, n: int, name: str) -> None:
-                w.step(i, n, f"Image {min(i + 1, n)}/{n}: {name}" if name else "Summarizing...")
-
+        with work.Work(work.signature("leaderboard", model_key), "Leaderboard...", key="leaderboard"):
             rows = evaluate(
                 loaded,
                 items,
@@ -250,7 +246,6 @@ def _leaderboard(model_key: str, loaded: zoo.LoadedModel, images: dict, methods:
                 chosen_metrics,
                 metric_params={k: v for k, v in metric_params.items() if k in chosen_metrics},
                 method_params=method_params,
-                progress=progress,
             )
         summary = summarize(rows)
         st.session_state[LB_RESULT] = {

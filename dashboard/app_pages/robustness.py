@@ -13,7 +13,8 @@ import metrics
 import zoo
 from dashboard import cache, inputs, render, work
 from dashboard import state as S
-from metrics.robustness import DIFFERENTIABLE, SOFTPLUS_BETA, default_k
+from metrics.fragility import DIFFERENTIABLE, SOFTPLUS_BETA
+from metrics.similarity import default_k
 
 KIND = "robust::kind"
 EPS = "robust::eps"

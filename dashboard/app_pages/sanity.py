@@ -17,7 +17,7 @@ import metrics
 import zoo
 from dashboard import cache, inputs, render, work
 from dashboard import state as S
-from metrics.randomization import SIMILARITIES
+from metrics.similarity import SIMILARITIES
 
 MODE = "sanity::mode"
 SEEDS = "sanity::seeds"

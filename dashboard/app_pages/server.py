@@ -6,10 +6,9 @@ import streamlit as st
 import torch
 
 from core.device import DEVICE
-from core.locks import model_lock
 from core.memory import cuda_peak_gb, peak_rss_gb, rss_gb
+from core.model_state import fingerprint, hook_count, is_busy
 from dashboard import cache
-from explainers.context import fingerprint, hook_count
 
 st.title("Server")
 st.caption(
@@ -19,10 +18,7 @@ st.caption(
 )
 rows = []
 for key, loaded in sorted(cache.LOADED.items()):
-    lock = model_lock(loaded.model)
-    idle = lock.acquire(timeout=0)
-    if idle:
-        lock.release()
+    idle = not is_busy(loaded.model)
     rows.append(
         {
             "model": key,

@@ -8,7 +8,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explainers.context import fingerprint, hook_count
+from core.model_state import fingerprint, hook_count
 from tests.app.conftest import APP
 from tests.test_bad_inputs import IMAGE_CASES, MODEL_CASES, Evil, NoConv, script
 

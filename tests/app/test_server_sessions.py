@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 import zoo
-from explainers.context import fingerprint
+from core.model_state import fingerprint
 from tests.app.conftest import CHROMIUM, FLAGS, SHOTS, start_server
 
 MODEL = "synthetic_shapes"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+import anatomy as V
 import zoo
 from core.errors import ParameterError
-from explainers import visualize as V
-from explainers.context import hook_count
+from core.model_state import hook_count
 
 
 def test_layers_filters_and_feature_maps(shapes) -> None:
@@ -52,11 +52,11 @@ def test_class_logit_maximization_on_the_synthetic_model_is_confident_and_seeded
 
 def test_channel_maximization_raises_the_channel(shapes) -> None:
     grey = torch.full((1, 3, 64, 64), 0.5)
-    img = V.maximize(shapes, V.Objective("channel", 5, "features.8"), steps=48, seed=0)
+    img = V.maximize(shapes, V.Objective("channel", 5, "features.8"), steps=96, seed=0)
     with torch.no_grad():
         start = shapes.model.features[:9](shapes.normalize(grey))[0, 5].mean()
         end = shapes.model.features[:9](shapes.normalize(img))[0, 5].mean()
-    assert float(end) > 5 * float(start)  # measured: 0.12 on grey -> 0.92 after 48 steps
+    assert float(end) > 10 * float(start)  # measured: 0.12 on grey -> 7.7 after 96 steps (0.58 after 48: still climbing)
 
 
 def test_simonyan_class_model_baseline(shapes) -> None:

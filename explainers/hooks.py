@@ -1,0 +1,99 @@
+"""Hooks that methods attach for a moment: the Guided Backprop / DeconvNet backward rules on every activation call,
+and the capture of a layer's output; each a context manager over a ``core.model_state.Hooks`` list.
+
+The rules are attached by a forward hook on *each call* of every activation module: EfficientNet-Lite0 reuses one
+``nn.ReLU6`` twice per block, and captum's rules only cover ``nn.ReLU`` (they would silently return the plain
+gradient there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from core.errors import MethodNotApplicable
+from core.fx import ACTIVATIONS
+from core.model_state import Hooks
+
+
+def require_module_model(model: nn.Module, what: str) -> None:
+    """Refuse TorchScript models for methods that hook the model's layers (hooks cannot be added after scripting)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise MethodNotApplicable(f"{what}: this method hooks the model's layers, which a TorchScript model does not allow")
+
+
+def has_conv(model: nn.Module) -> bool:
+    """Whether the model has a 2-D convolution (for TorchScript models: by the scripted module's original class)."""
+    return any(isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d" for m in model.modules())
+
+
+class _GuidedGrad(torch.autograd.Function):
+    """Identity forward; backward keeps only positive gradients (the activation's own derivative is then applied by
+    its backward): Guided Backprop (Springenberg et al. 2015)."""
+
+    @staticmethod
+    def forward(ctx, out):  # type: ignore[override]
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad.clamp(min=0)
+
+
+class _DeconvGrad(torch.autograd.Function):
+    """Forward returns the activation's output; backward sends ReLU(grad) straight to the activation's input,
+    skipping its derivative: DeconvNet (Zeiler & Fergus 2014)."""
+
+    @staticmethod
+    def forward(ctx, inp, out):  # type: ignore[override]
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad.clamp(min=0), None
+
+
+@contextlib.contextmanager
+def rectified_activations(model: nn.Module, mode: str) -> Iterator[int]:
+    """Apply the guided (``mode="guided"``) or deconvnet rule at every activation call; yields how many modules."""
+    require_module_model(model, "Guided Backprop / DeconvNet")
+    acts = [m for m in model.modules() if isinstance(m, ACTIVATIONS)]
+    if not acts:
+        raise MethodNotApplicable("the model has no activation modules (nn.ReLU, nn.ReLU6, ...) to attach the rule to")
+    inplace = {m: m.inplace for m in acts if getattr(m, "inplace", False)}
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        if mode == "guided":
+            return _GuidedGrad.apply(output)
+        return _DeconvGrad.apply(inputs[0], output)
+
+    for m in inplace:
+        m.inplace = False
+    try:
+        with Hooks() as hooks:
+            for m in acts:
+                hooks.forward(m, hook)
+            yield len(acts)
+    finally:
+        for m, flag in inplace.items():
+            m.inplace = flag
+
+
+@contextlib.contextmanager
+def capture_layer(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Store the module's output (with grad kept) under ``store["act"]`` during a forward."""
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(_m: nn.Module, _i: tuple, out: torch.Tensor) -> None:
+        if "act" in store:
+            raise MethodNotApplicable("the CAM layer is called more than once per forward pass")
+        if out.requires_grad:
+            out.retain_grad()
+        store["act"] = out
+
+    with Hooks() as hooks:
+        hooks.forward(module, hook)
+        yield store
