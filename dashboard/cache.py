@@ -1,17 +1,21 @@
-"""The only module that uses ``st.cache_*``: thin wrappers over the core, keyed by names and ids.
+"""The only module that uses ``st.cache_*``: thin wrappers over the core, keyed by names and ids, returning the core's
+own result objects in one envelope, ``Outcome`` (the value, or the reason there is none, and the seconds it took).
 
-Model objects and tensors are passed as ``_``-prefixed arguments (not hashed); the keys that
-identify them (model key, image key) are hashed instead. Cached models are shared by every
-session and treated as read-only: explainers run under the model's lock and leave no hooks.
+Model objects and tensors are passed as ``_``-prefixed arguments (not hashed); the keys that identify them (model
+key, image key) are hashed instead. Cached models are shared by every session and treated as read-only: every
+computation touches them through ``core.model_state.using``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import streamlit as st
@@ -23,16 +27,39 @@ import zoo
 from core.errors import InputError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+Params = tuple[tuple[str, object], ...]
 
 
 @dataclass(frozen=True)
-class MapResult:
-    """A computed map (float32 [H,W]) with its runtime, or the reason it could not be computed."""
+class Outcome(Generic[T]):
+    """A cached computation's result: ``value``, or ``error`` (a message for the page) when it could not be computed."""
 
-    method: str
-    map: np.ndarray | None
+    value: T | None
+    error: str | None
     seconds: float
-    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def outcome(fn: Callable[..., T]) -> Callable[..., Outcome[T]]:
+    """Wrap a computation so bad input (``InputError``) becomes ``Outcome.error``; any other failure is logged and
+    reported the same way, so one method failing on one model never breaks a page."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Outcome[T]:
+        start = time.perf_counter()
+        try:
+            return Outcome(fn(*args, **kwargs), None, time.perf_counter() - start)
+        except InputError as exc:
+            return Outcome(None, str(exc), time.perf_counter() - start)
+        except Exception as exc:
+            log.exception("%s failed", fn.__name__)
+            return Outcome(None, f"{type(exc).__name__}: {str(exc)[:300]}", time.perf_counter() - start)
+
+    return run
 
 
 def digest(data: bytes) -> str:
@@ -51,7 +78,7 @@ def model(name: str) -> zoo.LoadedModel:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def uploaded_model(key: str, _data: bytes, _classes: bytes | None, input_size: int) -> zoo.LoadedModel:
-    """A user's TorchScript model, keyed by the file's digest."""
+    """A user's uploaded model, keyed by the file's digest."""
     loaded = LOADED[f"upload:{key}"] = zoo.load_torchscript(_data, _classes, input_size=input_size, name=f"upload:{key}")
     return loaded
 
@@ -62,142 +89,66 @@ def predictions(model_key: str, image_key: str, _model: zoo.LoadedModel, _x: tor
     return _model.predict(_x)[0].cpu().numpy()
 
 
-@st.cache_data(show_spinner=False, max_entries=1024)
-def attribution(
-    model_key: str,
-    image_key: str,
-    method: str,
-    params: tuple[tuple[str, object], ...],
-    target: int,
-    _model: zoo.LoadedModel,
-    _x: torch.Tensor,
-) -> MapResult:
-    """One method's map for one image and target; errors come back as a message, not a raise."""
-    start = time.perf_counter()
-    try:
-        out = explainers.explain(method, _model, _x, target, **dict(params))
-        return MapResult(method, out[0].cpu().numpy().astype(np.float32), time.perf_counter() - start)
-    except InputError as exc:
-        return MapResult(method, None, time.perf_counter() - start, str(exc))
-    except Exception as exc:  # a method failing on one model must not break the grid
-        log.exception("%s failed on %s", method, model_key)
-        return MapResult(method, None, time.perf_counter() - start, f"{type(exc).__name__}: {str(exc)[:300]}")
+@st.cache_data(show_spinner=False, max_entries=2048)
+@outcome
+def attribution(model_key: str, image_key: str, method: str, params: Params, target: int, _model: zoo.LoadedModel, _x: torch.Tensor) -> np.ndarray:
+    """One method's map float32 [H,W] for one image and target."""
+    return explainers.explain(method, _model, _x, target, **dict(params))[0].cpu().numpy().astype(np.float32)
 
 
-@dataclass(frozen=True)
-class Curves:
-    """One method's deletion and insertion curves (float [N]) and AUCs, or the reason they are missing."""
-
-    method: str
-    deletion: np.ndarray | None
-    insertion: np.ndarray | None
-    deletion_auc: float
-    insertion_auc: float
-    pixels: np.ndarray | None
-    seconds: float
-    engine: str = ""
-    error: str | None = None
+def _as_batch(amap: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(amap).unsqueeze(0).to(x.device)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
+@outcome
 def curves(
-    model_key: str,
-    image_key: str,
-    method: str,
-    params: tuple[tuple[str, object], ...],
-    target: int,
-    step: int,
-    substrate: str,
-    compile: bool,
-    _model: zoo.LoadedModel,
-    _x: torch.Tensor,
-    _map: np.ndarray,
-) -> Curves:
+    model_key: str, image_key: str, method: str, params: Params, target: int, step: int, substrate: str, _model: zoo.LoadedModel, _x: torch.Tensor, _map: np.ndarray
+) -> metrics.DeletionInsertion:
     """Deletion and insertion of one method's map (keyed like ``attribution`` plus the curve settings)."""
-    start = time.perf_counter()
-    try:
-        amap = torch.from_numpy(_map).unsqueeze(0).to(_x.device)
-        res = metrics.deletion_insertion(_model, _x, {method: amap}, target, step=step, substrate=substrate, compile=compile)
-        return Curves(
-            method,
-            res.deletion[method][0].numpy(),
-            res.insertion[method][0].numpy(),
-            float(res.deletion_auc[method][0]),
-            float(res.insertion_auc[method][0]),
-            res.pixels.numpy(),
-            time.perf_counter() - start,
-            res.engine,
-        )
-    except InputError as exc:
-        return Curves(method, None, None, float("nan"), float("nan"), None, time.perf_counter() - start, error=str(exc))
+    return metrics.deletion_insertion(_model, _x, _as_batch(_map, _x), target, step=step, substrate=substrate)
 
 
-@st.cache_data(show_spinner=False, max_entries=1024)
+@st.cache_data(show_spinner=False, max_entries=2048)
+@outcome
 def metric_score(
     model_key: str,
     image_key: str,
     method: str,
-    params: tuple[tuple[str, object], ...],
+    params: Params,
     target: int,
     metric: str,
-    metric_params: tuple[tuple[str, object], ...],
+    metric_params: Params,
     _model: zoo.LoadedModel,
     _x: torch.Tensor,
     _map: np.ndarray,
     _mask: torch.Tensor | None,
-) -> float | str:
-    """One registered metric's score of one method's map, or the reason it could not be computed (a string)."""
-    try:
-        amap = torch.from_numpy(_map).unsqueeze(0).to(_x.device)
-        return float(metrics.score(metric, _model, _x, target, {method: amap}, mask=_mask, **dict(metric_params))[method][0])
-    except InputError as exc:
-        return str(exc)
-
-
-@dataclass(frozen=True)
-class RandomizationRow:
-    """One method's sanity-check run: maps float [S+1,H,W] (0: original), block names, similarity per measure [S]."""
-
-    method: str
-    seed: int
-    steps: list[str]
-    maps: np.ndarray | None
-    similarity: dict[str, np.ndarray]
-    seconds: float
-    error: str | None = None
+) -> float:
+    """One registered metric's score of one method's map."""
+    maps = {method: _as_batch(_map, _x)}
+    return float(metrics.score(metric, _model, _x, target, maps, mask=_mask, method_params={method: dict(params)}, **dict(metric_params))[method][0])
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
+@outcome
 def randomization(
-    model_key: str,
-    image_key: str,
-    method: str,
-    params: tuple[tuple[str, object], ...],
-    target: int,
-    mode: str,
-    seed: int,
-    measures: tuple[str, ...],
-    _model: zoo.LoadedModel,
-    _x: torch.Tensor,
-) -> RandomizationRow:
-    """Cascading or independent randomization of one method (cached per method and seed, so adding a method or a seed computes only that)."""
-    start = time.perf_counter()
-    try:
-        r = metrics.model_randomization(_model, _x, target, [method], mode=mode, similarity=measures, seed=seed, method_params={method: dict(params)})
-    except InputError as exc:
-        return RandomizationRow(method, seed, [], None, {}, time.perf_counter() - start, str(exc))
+    model_key: str, image_key: str, method: str, params: Params, target: int, mode: str, seed: int, measures: tuple[str, ...], _model: zoo.LoadedModel, _x: torch.Tensor
+) -> metrics.Randomization:
+    """Cascading or independent randomization of one method (cached per method and seed: adding a method or a seed
+    computes only that). A method that fails on the original model is an error; at a later step, ``errors``."""
+    r = metrics.model_randomization(_model, _x, target, [method], mode=mode, similarity=measures, seed=seed, method_params={method: dict(params)})
     if method not in r.maps:
-        return RandomizationRow(method, seed, r.steps, None, {}, r.seconds, r.errors.get(method, "no map"))
-    sims = {s: r.similarity[s][method].numpy() for s in measures}
-    return RandomizationRow(method, seed, r.steps, r.maps[method].cpu().numpy(), sims, r.seconds, r.errors.get(method))
+        raise InputError(r.errors.get(method, "no map"))
+    return r
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+@outcome
 def data_randomization(
     model_key: str,
     image_key: str,
     methods: tuple[str, ...],
-    params: tuple[tuple[str, tuple[tuple[str, object], ...]], ...],
+    params: tuple[tuple[str, Params], ...],
     target: int,
     measures: tuple[str, ...],
     _model: zoo.LoadedModel,
@@ -208,60 +159,40 @@ def data_randomization(
     return metrics.data_randomization(_model, _permuted, _x, target, list(methods), similarity=measures, method_params={m: dict(p) for m, p in params})
 
 
-@dataclass(frozen=True)
-class Perturbed:
-    """A perturbed input for a robustness view: the input tensor, its class probabilities, and a label for the cache key."""
-
-    key: str
-    x: torch.Tensor
-    probs: np.ndarray
-    note: str = ""
-
-
 @st.cache_data(show_spinner=False, max_entries=256)
-def adversarial_input(
+@outcome
+def adversarial(
     model_key: str, image_key: str, attack: str, eps: float, steps: int, target: int, seed: int, _model: zoo.LoadedModel, _x: torch.Tensor
-) -> Perturbed:
-    """The FGSM / PGD input for one image (the maps are then ordinary cached attributions of that input)."""
-    res = metrics.adversarial(_model, _x, target, attack=attack, eps=eps, steps=steps, seed=seed)
-    note = f"prediction {res.pred_clean} → {res.pred_adv}" + (" (changed)" if res.changed else " (unchanged)")
-    return Perturbed(f"{image_key} | {attack} eps={eps:g}/255 steps={steps} seed={seed}", res.x_adv, res.probs_adv.numpy(), note)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def noise_input(model_key: str, image_key: str, radius: float, seed: int, _model: zoo.LoadedModel, _x: torch.Tensor) -> Perturbed:
-    """One seeded sample of uniform noise in the L-inf ball (what the sensitivity samples look like)."""
-    y = metrics.sensitivity_samples(_model, _x, radius, 1, seed)
-    return Perturbed(f"{image_key} | noise r={radius:g}/255 seed={seed}", y, _model.predict(y)[0].cpu().numpy())
+) -> metrics.Adversarial:
+    """The FGSM / PGD input for one image (the maps are then ordinary cached attributions of ``x_adv``)."""
+    return metrics.adversarial(_model, _x, target, attack=attack, eps=eps, steps=steps, seed=seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
+@outcome
 def sensitivity(
     model_key: str,
     image_key: str,
     method: str,
-    params: tuple[tuple[str, object], ...],
+    params: Params,
     target: int,
     radius: float,
     n_samples: int,
     seed: int,
     _model: zoo.LoadedModel,
     _x: torch.Tensor,
-) -> dict | str:
-    """Max/avg sensitivity of one method, or the reason it could not be computed."""
-    try:
-        r = metrics.sensitivity(_model, _x, target, method, radius=radius, n_samples=n_samples, seed=seed, method_params=dict(params))
-    except InputError as exc:
-        return str(exc)
-    return {"max": r.max, "mean": r.mean, "clean": r.clean.cpu().numpy(), "worst_map": r.at_worst.cpu().numpy(), "worst": r.worst, "seconds": r.seconds}
+) -> metrics.Sensitivity:
+    """Max/avg sensitivity of one method."""
+    return metrics.sensitivity(_model, _x, target, method, radius=radius, n_samples=n_samples, seed=seed, method_params=dict(params))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
+@outcome
 def fragility(
     model_key: str,
     image_key: str,
     method: str,
-    params: tuple[tuple[str, object], ...],
+    params: Params,
     target: int,
     attack: str,
     eps: float,
@@ -269,9 +200,30 @@ def fragility(
     seed: int,
     _model: zoo.LoadedModel,
     _x: torch.Tensor,
-) -> metrics.Fragility | str:
-    """Ghorbani et al.'s attack on one method's map, or the reason it does not apply."""
+) -> metrics.Fragility:
+    """Ghorbani et al.'s attack on one method's map."""
+    return metrics.fragility(_model, _x, target, method, attack=attack, eps=eps, steps=steps, seed=seed, method_params=dict(params))
+
+
+@st.cache_resource(show_spinner=False)
+def pass_seconds(model_key: str, _model: zoo.LoadedModel, input_size: int) -> tuple[float, float]:
+    """Measured seconds of one forward and of one forward+backward of this model on one image, on this machine
+    (for the time estimates shown before long runs)."""
+    from core.timing import pass_seconds as measure
+
+    return measure(_model, input_size)
+
+
+@st.cache_resource(show_spinner=False)
+def cam_channels(model_key: str, _model: zoo.LoadedModel) -> int:
+    """Channels of the model's CAM layer (Score-CAM's and Ablation-CAM's cost), from one forward; 512 when unknown."""
+    import anatomy
+
     try:
-        return metrics.fragility(_model, _x, target, method, attack=attack, eps=eps, steps=steps, seed=seed, method_params=dict(params))
-    except InputError as exc:
-        return str(exc)
+        shapes = {layer.name: layer.out_shape for layer in anatomy.layers(_model)}
+    except Exception:  # a model without named layers (TorchScript): the estimate only
+        return 512
+    convs = anatomy.conv_layers(_model)
+    name = _model.cam_layer or (convs[-1] if convs else None)
+    shape = shapes.get(name) if name else None
+    return int(shape[0]) if shape else 512

@@ -1,4 +1,10 @@
-"""Session-state keys in one place, with their defaults."""
+"""Session-state keys in one place, their defaults, and the one rule that keeps every setting across page switches.
+
+Streamlit forgets a widget's value when a run does not draw that widget (a page switch), unless the value was last
+set through session state. So every page-level widget key is made by ``key(scope, name)`` ("<scope>::<name>"), and
+``persist()``, called by the entry file on every run, re-assigns every such key: no page can forget to register one.
+The shared sidebar's keys (``MODEL``, ``IMAGE``, ``METHODS``...) are drawn on every page and need nothing more.
+"""
 
 from __future__ import annotations
 
@@ -13,70 +19,71 @@ MODEL = "model_name"
 IMAGE = "image_name"
 IMAGES = "image_names"  # methods x images mode
 UPLOADED_IMAGES = "uploaded_images"  # key -> PIL image (this session only)
-USER_MODEL = "user_model_key"  # key of this session's uploaded TorchScript model
-USER_MODEL_FILES = "user_model_files"  # (bytes, class names bytes | None, input size)
+USER_MODEL = "user_model_key"  # key of this session's uploaded model
+USER_MODEL_FILES = "user_model_files"  # what reloads it: (bytes, class names bytes | None, input size)
 METHODS = "methods"
-TARGET = "target"
-MODE = "grid_mode"
-VIEW = "view"  # overlay | heatmap
-CMAP_SIGNED = "cmap_signed"
-CMAP_ABS = "cmap_abs"
-OPACITY = "opacity"
-SIGN = "sign_mode"  # auto | absolute | signed
-CLIP = "clip_percentile"
+SELECTION = "selection"  # the Selection drawn by the entry file in this run (plain state, not a widget)
+SEP = "::"
 
 DEFAULTS: dict[str, Any] = {
     MODEL: zoo.DEFAULT_MODEL,
     IMAGE: zoo.DEFAULT_IMAGE,
-    IMAGES: [zoo.DEFAULT_IMAGE, "coffee"],
+    IMAGES: [zoo.DEFAULT_IMAGE, "chelsea"],
     UPLOADED_IMAGES: {},
     USER_MODEL: None,
     USER_MODEL_FILES: None,
     METHODS: None,  # filled from explainers.default_methods() at first use
-    MODE: "One image",
-    VIEW: "Overlay",
-    CMAP_SIGNED: "RdBu_r",
-    CMAP_ABS: "inferno",
-    OPACITY: 0.7,
-    SIGN: "Auto",
-    CLIP: 99.0,
 }
 
 
-def init() -> None:
-    """Put every default into ``st.session_state`` that is not there yet. A new session may start from the
-    link's query parameters: ``?model=<registry name>&image=<sample name>&methods=<name>,<name>`` (shareable
-    views for talks; unknown names are ignored)."""
-    first = MODEL not in st.session_state
-    for key, value in DEFAULTS.items():
-        if key not in st.session_state:
-            st.session_state[key] = value.copy() if isinstance(value, (dict, list)) else value
-    if st.session_state[METHODS] is None:
-        st.session_state[METHODS] = explainers.default_methods()
-    if first:
-        model, image = st.query_params.get("model"), st.query_params.get("image")
-        if model in zoo.model_names():
-            st.session_state[MODEL] = model
-        if image and image in zoo.sample_images():
-            st.session_state[IMAGE] = image
-        chosen = [m for m in (st.query_params.get("methods") or "").split(",") if m in explainers.names()]
-        if chosen:
-            st.session_state[METHODS] = list(dict.fromkeys(chosen))
-
-
-def persist() -> None:
-    """Keep widget values across pages: Streamlit drops the value of a widget that a run does not draw,
-    unless it was last set through session state (the documented workaround)."""
-    for key in list(st.session_state):
-        if isinstance(key, str) and (key in DEFAULTS or key.startswith(("param::", "target::", "faith::"))):
-            st.session_state[key] = st.session_state[key]
-
-
-def unless_set(key: str, **default: Any) -> dict[str, Any]:
-    """A widget's default value argument, left out once the key has a value (avoids Streamlit's double-default warning)."""
-    return {} if key in st.session_state else default
+def key(scope: str, name: str) -> str:
+    """The session key of a page-level widget or setting: kept across page switches by ``persist``."""
+    return f"{scope}{SEP}{name}"
 
 
 def param_key(method: str, param: str) -> str:
     """Widget key of one method parameter."""
-    return f"param::{method}::{param}"
+    return key(f"param{SEP}{method}", param)
+
+
+def init() -> None:
+    """Put every default into ``st.session_state`` that is not there yet. A new session may start from the link's
+    query parameters: ``?model=<registry name>&image=<sample name>&methods=<name>,<name>&target=<index>`` (the page
+    keeps its address in step with the sidebar, so the address bar is always a link to the current view; unknown
+    names are ignored)."""
+    first = MODEL not in st.session_state
+    for k, value in DEFAULTS.items():
+        if k not in st.session_state:
+            st.session_state[k] = value.copy() if isinstance(value, (dict, list)) else value
+    if st.session_state[METHODS] is None:
+        st.session_state[METHODS] = explainers.default_methods()
+    if first:
+        _from_link()
+
+
+def _from_link() -> None:
+    q = st.query_params
+    model, image = q.get("model"), q.get("image")
+    if model in zoo.model_names():
+        st.session_state[MODEL] = model
+    if image and image in zoo.sample_images():
+        st.session_state[IMAGE] = image
+    chosen = [m for m in (q.get("methods") or "").split(",") if m in explainers.names()]
+    if chosen:
+        st.session_state[METHODS] = list(dict.fromkeys(chosen))
+    target = q.get("target")
+    if target and target.isdigit():
+        st.session_state[key("link", "target")] = int(target)
+
+
+def persist() -> None:
+    """Keep widget values across pages: every key made by ``key()`` is re-assigned through session state (the
+    documented workaround for widgets a run does not draw)."""
+    for k in list(st.session_state):
+        if isinstance(k, str) and SEP in k:
+            st.session_state[k] = st.session_state[k]
+
+
+def unless_set(k: str, **default: Any) -> dict[str, Any]:
+    """A widget's default value argument, left out once the key has a value (avoids Streamlit's double-default warning)."""
+    return {} if k in st.session_state else default

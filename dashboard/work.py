@@ -20,12 +20,18 @@ import time
 from types import TracebackType
 
 import streamlit as st
-from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
 from core import progress
+from dashboard import state as S
+from dashboard.st_private import in_cached_function
 
 STOPPED = "stopped_work"  # session key: the signature of the computation the user stopped
 REFRESH_S = 0.2
+
+
+def _button_key(kind: str, key: str) -> str:
+    """A button's key: never contains ``state.SEP`` (buttons cannot be re-assigned by ``state.persist``)."""
+    return f"{kind}|{key.replace(S.SEP, '|')}"
 
 
 def signature(*settings: object) -> str:
@@ -48,7 +54,7 @@ def stopped(sig: str, *, key: str) -> bool:
         return False
     c1, c2 = st.columns([5, 1], vertical_alignment="center")
     c1.info("Stopped. Press **Resume** (or change a setting) to compute again; what had finished is kept.")
-    c2.button("Resume", key=f"resume::{key}", on_click=resume, type="primary")
+    c2.button("Resume", key=_button_key("resume", key), on_click=resume, type="primary")
     return True
 
 
@@ -75,7 +81,7 @@ class Work:
         with self._slot.container():
             c1, c2 = st.columns([6, 1], vertical_alignment="center")
             self._bar = c1.progress(0.0, text=text)
-            c2.button("Stop", key=f"stop::{key}", on_click=_stop, args=(sig,), help="Stop this computation; the page stays usable")
+            c2.button("Stop", key=_button_key("stop", key), on_click=_stop, args=(sig,), help="Stop this computation; the page stays usable")
         self._text = text
         self._report = progress.Report("", (), 0.0)
         self._start = self._last = time.perf_counter()

@@ -67,6 +67,7 @@ def noise_sigma(x: torch.Tensor, level: float) -> float:
     library="captum Saliency",
     cost=lambda p, h, w, k: (0, 1),
     default=True,
+    units="gradient",
 )
 def saliency(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """|d y_c / d x|, max over channels."""
@@ -80,6 +81,7 @@ def saliency(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     library="captum InputXGradient",
     signed=True,
     cost=lambda p, h, w, k: (0, 1),
+    units="logit",
 )
 def input_x_gradient(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """x * d y_c / d x, summed over channels."""
@@ -99,6 +101,7 @@ def input_x_gradient(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> tor
         Param("batch_size", 8, 1, 512, 1, help="path points per forward/backward pass"),
     ),
     cost=lambda p, h, w, k: (0, p["n_steps"]),
+    units="logit",
 )
 def integrated_gradients(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_steps: int, baseline: str, batch_size: int) -> torch.Tensor:
     """(x - x') * mean grad along the straight path; completeness: sum = f(x) - f(x')."""
@@ -139,6 +142,7 @@ _NOISE_PARAMS = (
     params=_NOISE_PARAMS,
     default=True,
     cost=lambda p, h, w, k: (0, p["n_samples"]),
+    units="gradient",
 )
 def smoothgrad(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_samples: int, noise_level: float, seed: int, batch_size: int) -> torch.Tensor:
     """|mean of gradients at x + N(0, sigma^2)|, max over channels."""
@@ -171,6 +175,7 @@ def vargrad(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_samples: int,
         SEED,
     ),
     cost=lambda p, h, w, k: (0, p["n_samples"]),
+    units="logit",
 )
 def gradient_shap(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_samples: int, n_baselines: int, stdev: float, seed: int) -> torch.Tensor:
     """Expected gradients: (x - x') * grad at x' + alpha (x - x') over random baselines and alphas."""
@@ -199,6 +204,7 @@ def _rectified(ctx: Context, x: torch.Tensor, target: torch.Tensor, mode: str) -
     library="own backward rule on every activation call (captum's misses nn.ReLU6)",
     default=True,
     cost=lambda p, h, w, k: (0, 1),
+    units="gradient",
 )
 def guided_backprop(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Gradient with negative gradients zeroed at every activation, max |.| over channels."""
@@ -211,6 +217,7 @@ def guided_backprop(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torc
     paper=PAPERS["deconv"],
     library="own backward rule on every activation call (captum's misses nn.ReLU6)",
     cost=lambda p, h, w, k: (0, 1),
+    units="gradient",
 )
 def deconvolution(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """DeconvNet: ReLU applied to the backward signal only, max |.| over channels."""
@@ -225,6 +232,7 @@ def deconvolution(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.
     signed=True,
     params=(Param("baseline", "zero", choices=("zero", "blur")),),
     cost=lambda p, h, w, k: (0, 2),
+    units="logit",
 )
 def deeplift(ctx: Context, x: torch.Tensor, target: torch.Tensor, baseline: str) -> torch.Tensor:
     """Difference-from-reference multipliers with the rescale rule, summed over channels.

@@ -178,6 +178,7 @@ def lime(ctx: Context, x: torch.Tensor, target: torch.Tensor, **params: float) -
     signed=True,
     params=_SURROGATE_PARAMS,
     cost=lambda p, h, w, k: (p["n_samples"], 0),
+    units="logit",
 )
 def kernel_shap(ctx: Context, x: torch.Tensor, target: torch.Tensor, **params: float) -> torch.Tensor:
     """Shapley-kernel weighted linear surrogate over superpixels."""

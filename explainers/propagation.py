@@ -50,6 +50,7 @@ _PAPER = "Bach et al. 2015, On Pixel-Wise Explanations...; Montavon et al. 2019,
     default=True,
     params=(Param("epsilon", 1e-6, 0.0, 10.0, 1e-6, help="stabilizer of the epsilon rule on linear layers"),),
     cost=lambda p, h, w, k: (0, 1),
+    units="logit",
 )
 def lrp_epsilon_plus(ctx: Context, x: torch.Tensor, target: torch.Tensor, epsilon: float) -> torch.Tensor:
     """Flat rule at the first layer, z+ on convolutions, epsilon on linear layers."""
@@ -64,6 +65,7 @@ def lrp_epsilon_plus(ctx: Context, x: torch.Tensor, target: torch.Tensor, epsilo
     signed=True,
     params=(Param("epsilon", 1e-6, 0.0, 10.0, 1e-6),),
     cost=lambda p, h, w, k: (0, 1),
+    units="logit",
 )
 def lrp_alpha_beta(ctx: Context, x: torch.Tensor, target: torch.Tensor, epsilon: float) -> torch.Tensor:
     """Flat rule at the first layer, alpha=2 beta=1 on convolutions, epsilon on linear layers."""
@@ -76,6 +78,7 @@ def lrp_alpha_beta(ctx: Context, x: torch.Tensor, target: torch.Tensor, epsilon:
     paper="Montavon et al. 2017, Explaining Nonlinear Classification Decisions with Deep Taylor Decomposition",
     library="zennit ZPlus + ZBox",
     cost=lambda p, h, w, k: (0, 1),
+    units="logit",
 )
 def deep_taylor(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """z+ on every convolution and linear layer, z^B (box = valid pixel range) at the input."""

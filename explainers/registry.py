@@ -23,7 +23,9 @@ class ExplainerSpec(Spec):
 
     ``cost(params, h, w, k) -> (forwards, forward_backwards)`` per image (k: CAM-layer channels): the pass count
     the benchmark compares the runtime against and the time estimates use. ``signed``: the map has a meaningful
-    sign. ``default``: in the Compare page's first grid.
+    sign. ``default``: in the Compare page's first grid. ``units``: maps with the same units can share one colour
+    scale: "logit" (signed shares of the target's logit that add up to it, or to its difference from a baseline),
+    "gradient" (magnitudes of d logit / d input); "" (each map on its own scale).
     """
 
     family: str
@@ -31,6 +33,7 @@ class ExplainerSpec(Spec):
     cost: Callable[[dict, int, int, int], tuple[int, int]] = lambda p, h, w, k: (0, 1)
     signed: bool = False
     default: bool = False
+    units: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()

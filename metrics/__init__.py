@@ -22,7 +22,7 @@ from metrics.complexity import entropy, gini
 from metrics.deletion_insertion import DeletionInsertion, auc, deletion_insertion, perturbed
 from metrics.fragility import Fragility, fragility
 from metrics.localization import pointing_hits, positive_share
-from metrics.randomization import DataRandomization, Randomization, data_randomization, model_blocks, model_randomization
+from metrics.randomization import DataRandomization, Randomization, data_randomization, model_blocks, model_randomization, random_floor
 from metrics.registry import CATEGORIES, METRICS, MetricContext, MetricSpec, metric
 from metrics.road import Road, impute, road
 from metrics.sensitivity import Sensitivity, sensitivity, sensitivity_samples
@@ -64,6 +64,7 @@ __all__ = [
     "pointing_hits",
     "positive_share",
     "prepare",
+    "random_floor",
     "road",
     "score",
     "sensitivity",

@@ -194,6 +194,14 @@ def _cascade(
     return maps, errors
 
 
+def random_floor(shape: tuple[int, int], similarity: Sequence[str] = tuple(SIMILARITIES), seed: int = 0) -> dict[str, float]:
+    """The similarity of two independent uniform random maps of ``shape`` [H,W] for each measure: the floor a map
+    falls to when it no longer depends on anything it shared with the original (seeded)."""
+    a = torch.rand(shape, generator=torch.Generator().manual_seed(int(seed) * 2 + 1))
+    b = torch.rand(shape, generator=torch.Generator().manual_seed(int(seed) * 2 + 2))
+    return {s: map_similarity(a, b, s) for s in _check_measures(similarity)}
+
+
 @dataclass(frozen=True)
 class DataRandomization:
     """Maps of the same methods from the trained model and the model trained on permuted labels, and their similarity."""

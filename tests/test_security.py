@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [p for d in ("core", "zoo", "explainers", "metrics", "dashboard", "benchmarks") for p in (ROOT / d).rglob("*.py")]
+SOURCES = [p for d in ("core", "zoo", "explainers", "metrics", "anatomy", "dashboard", "benchmarks") for p in (ROOT / d).rglob("*.py")]
 
 
 def test_streamlit_config_is_locked_down() -> None:

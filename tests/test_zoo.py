@@ -79,3 +79,21 @@ def test_sample_images_are_rgb():
     imgs = zoo.sample_images()
     assert {"chelsea", "coffee", "rocket", "camera", "stereo_motorcycle", "astronaut"} <= set(imgs)
     assert all(im.mode == "RGB" for im in imgs.values())
+
+
+def test_downloading_weights_creates_the_torch_hub_folder_first(monkeypatch, tmp_path):
+    """A fresh machine has no <torch hub>/checkpoints folder: the download used to fail writing '<file>.partial'."""
+    import torch
+
+    hub = tmp_path / "fresh" / "hub"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+
+    def fake_download(url: str, dst: str, progress: bool = True) -> None:  # what torch does: write next to dst
+        with open(dst + ".partial", "wb") as f:
+            f.write(b"weights")
+        Path(dst + ".partial").rename(dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    path = zoo.download_weights("vgg16")
+    assert path.exists() and path.parent == hub / "checkpoints"
+    assert zoo.unavailable_reason("vgg16") is None

@@ -171,6 +171,7 @@ register_model(
         cam_layer="features.9",
         weights_file=lambda: WEIGHTS_DIR / "shapes_cnn.pt",
         blocks=SHAPES_BLOCKS,
+        default_image="shapes: circle",
     )
 )
 

@@ -65,6 +65,7 @@ def load_model(name: str) -> LoadedModel:
         std=spec.std,
         title=spec.title,
         blocks=spec.blocks,
+        default_image=spec.default_image,
     )
 
 

@@ -24,7 +24,8 @@ class ModelSpec:
 
     ``cam_layer`` names the module whose *output* is the last convolutional feature map
     (the input of global average pooling). ``weights_file`` is the file that must exist for
-    the model to be available (None: always available).
+    the model to be available (None: always available). ``default_image``: the sample image
+    (``zoo.sample_images()`` key) that suits it.
     """
 
     name: str
@@ -41,6 +42,8 @@ class ModelSpec:
     # Randomization blocks for the sanity checks, bottom (stem) to top (classifier): (title, module-name
     # prefixes). None: every module that owns parameters is a block (``default_blocks``).
     blocks: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    # The sample image a page opens on for this model (the kind of picture it was trained on).
+    default_image: str = "coffee"
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
@@ -65,6 +68,7 @@ class LoadedModel:
     std: tuple[float, float, float]
     title: str = ""
     blocks: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    default_image: str = "coffee"
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> normalized tensor [1,3,S,S] on the model's device (resize, centre crop)."""

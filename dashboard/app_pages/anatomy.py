@@ -13,7 +13,7 @@ from PIL import Image
 import anatomy as V
 import zoo
 from core.errors import InputError
-from dashboard import inputs, render, work
+from dashboard import render, selection, work
 from dashboard import state as S
 
 FILTER_LAYER = "anatomy::filter_layer"
@@ -88,13 +88,15 @@ def _feature_maps_section(loaded: zoo.LoadedModel, x: torch.Tensor, image_key: s
     except InputError as exc:
         st.warning(str(exc))
         return
-    st.caption(f"{image_key} through {st.session_state[FMAP_LAYER]} (output {list(fm.shape)}): the channels with the largest mean activation")
+    st.caption(f"{image_key} through {st.session_state[FMAP_LAYER]} (output {list(fm.shape)}): the channels with the largest mean activation, each on its own colour scale")
     cols = st.columns(8)
     for i, (m, c, mean) in enumerate(zip(fm.maps, fm.channels, fm.means, strict=True)):
         with cols[i % 8]:
             st.image(
                 render.colorize(render.normalize_map(m.numpy(), signed=False), "viridis", signed=False), caption=f"ch {c} · mean {mean:.3f}", width="stretch"
             )
+    bar = render.Scale("viridis", False, None, "activation")
+    st.image(render.colorbar(bar), caption=bar.caption(99), width=480)
 
 
 def _maximize_section(model_key: str, loaded: zoo.LoadedModel, target: int, convs: list[str]) -> None:
@@ -178,23 +180,18 @@ def _fit_choices(loaded: zoo.LoadedModel, convs: list[str], target: int) -> None
 
 
 def page() -> None:
-    chosen = inputs.page_start(
-        "Model anatomy",
-        "The visualization half of interpretability: layers, filters, feature maps, and images that maximize a unit (Olah et al. 2017; Simonyan et al. 2014).",
-    )
-    if chosen is None:
-        return
-    model_key, loaded, images = chosen
-    image_key, x, _, target, _, _ = inputs.image_header(model_key, loaded, images, with_methods=False)
-    convs = V.conv_layers(loaded)
+    sel = selection.require()
+    st.markdown(f"#### Model anatomy · {sel.loaded.title}")
+    st.caption("The visualization half of interpretability: layers, filters, feature maps, and images that maximize a unit (Olah et al. 2017; Simonyan et al. 2014).")
+    convs = V.conv_layers(sel.loaded)
     if not convs:
         st.info("This model has no convolution modules to show (a TorchScript model hides its layers).")
         return
-    _fit_choices(loaded, convs, target)
-    _layers_section(loaded)
-    _filters_section(loaded, convs)
-    _feature_maps_section(loaded, x, image_key, convs)
-    _maximize_section(model_key, loaded, target, convs)
+    _fit_choices(sel.loaded, convs, sel.target)
+    _layers_section(sel.loaded)
+    _filters_section(sel.loaded, convs)
+    _feature_maps_section(sel.loaded, sel.x, sel.image_key, convs)
+    _maximize_section(sel.model_key, sel.loaded, sel.target, convs)
 
 
 page()

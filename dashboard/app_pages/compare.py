@@ -1,4 +1,5 @@
-"""Compare page: a grid of attribution methods over one model and one or several images."""
+"""Compare page: a grid of attribution methods over one model and one image, several images (a row each), or one
+method over the image's top classes (a class scan, as in CAM's original demonstrations)."""
 
 from __future__ import annotations
 
@@ -6,136 +7,122 @@ import numpy as np
 import streamlit as st
 
 import explainers
-from dashboard import cache, inputs, render
+from dashboard import grid, maps, render, selection
 from dashboard import state as S
+from dashboard.selection import Selection
 
-MAX_COLS = 5
-
-
-# ---------------------------------------------------------------------------------- inputs
-
-
-def _display_options() -> dict:
-    with st.sidebar.expander("Display", expanded=True):
-        st.radio("View", ["Overlay", "Heatmap"], key=S.VIEW, horizontal=True)
-        st.radio("Sign", ["Auto", "Absolute", "Signed"], key=S.SIGN, horizontal=True, help="Auto: diverging colours for signed methods, absolute for the rest")
-        st.selectbox("Colour map (signed)", render.SIGNED_CMAPS, key=S.CMAP_SIGNED)
-        st.selectbox("Colour map (absolute)", render.ABS_CMAPS, key=S.CMAP_ABS)
-        st.slider("Overlay opacity", 0.0, 1.0, key=S.OPACITY, step=0.05)
-        st.slider("Clip at percentile", 50.0, 100.0, key=S.CLIP, step=0.5, help="values above this percentile of |map| saturate")
-    return {k: st.session_state[k] for k in (S.VIEW, S.SIGN, S.CMAP_SIGNED, S.CMAP_ABS, S.OPACITY, S.CLIP)}
+SCOPE = "compare"
+MODES = ["One image", "Methods × images", "Class scan"]
+MODE = S.key(SCOPE, "mode")
+IMAGES = S.key(SCOPE, "images")
+SCAN_METHOD = S.key(SCOPE, "scan_method")
+SCAN_K = S.key(SCOPE, "scan_k")
+SCAN_CLASSES = S.key(SCOPE, "scan_classes")
 
 
-def _tile(result: cache.MapResult, image: np.ndarray, opts: dict) -> np.ndarray:
-    spec = explainers.get(result.method)
-    signed = {"Auto": spec.signed, "Absolute": False, "Signed": True}[opts[S.SIGN]]
-    return render.render_tile(
-        result.map,
-        image,
-        signed=signed,
-        cmap=opts[S.CMAP_SIGNED] if signed else opts[S.CMAP_ABS],
-        overlay=opts[S.VIEW] == "Overlay",
-        opacity=opts[S.OPACITY],
-        clip_percentile=opts[S.CLIP],
+def _header(sel: Selection) -> None:
+    st.markdown(f"#### Attribution maps · {sel.loaded.title}")
+    st.radio("Mode", MODES, key=MODE, horizontal=True, label_visibility="collapsed")
+
+
+def _caption(sel: Selection, what: str) -> None:
+    st.caption(
+        f"{what} Each tile: one method's map over the image as the model sees it ({sel.x.shape[-1]} px), with its runtime. "
+        "Signed maps: red = evidence for the target, blue = against; the others: bright = relevant (colour bars below)."
     )
 
 
-# ---------------------------------------------------------------------------------- compute
+# ---------------------------------------------------------------------------------- one image
 
 
-def _draw_rows(rows: list[tuple[str, np.ndarray, list[tuple[str, cache.MapResult]]]], opts: dict) -> list:
-    """Draw the grid; returns the figure rows for the PNG export."""
-    fig_rows = []
-    for label, image, results in rows:
-        st.markdown(f"**{label}**")
-        cells = [("Input", None)] + results
-        fig_tiles = []
-        for start in range(0, len(cells), MAX_COLS):
-            cols = st.columns(MAX_COLS)
-            for col, (title, res) in zip(cols, cells[start : start + MAX_COLS], strict=False):
-                with col:
-                    if res is None:
-                        st.image((image * 255).astype(np.uint8), caption=title, width="stretch")
-                    elif res.error:
-                        st.warning(f"**{title}** — not available: {res.error}")
-                    else:
-                        tile = _tile(res, image, opts)
-                        caption = f"{title} · {res.seconds:.2f} s"
-                        st.image(tile, caption=caption, width="stretch")
-                        fig_tiles.append((caption, tile))
-        fig_rows.append((label, image, fig_tiles))
-    return fig_rows
+def _one_image(sel: Selection, opts: grid.Display) -> None:
+    _caption(sel, f"**Target {sel.target_label}** (p = {sel.probs[sel.target]:.3f}) on **{sel.image_key}**.")
+    if not sel.methods:
+        st.info("Choose at least one method in the sidebar.")
+        return
+    job = maps.Job(sel.image_key, sel.image_key, sel.x, sel.target)
+    results = maps.compute(sel, [job], list(sel.methods), key="compare")
+    if results is None:
+        return
+    cells = [grid.Cell(m, results[(0, m)]) for m in sel.methods]
+    tiles, scales = grid.draw([(sel.image_key, sel.unit, cells)], opts)
+    _downloads(sel, tiles, scales, {m: results[(0, m)] for m in sel.methods}, f"{sel.image_key}, target {sel.target_label}")
 
 
-# ---------------------------------------------------------------------------------- page
+def _downloads(sel: Selection, tiles: list, scales: list, outcomes: dict, note: str) -> None:
+    grid.export_panel(tiles, scales, f"{sel.loaded.title} · {note}", key="compare")
+    raw = {k: o.value for k, o in outcomes.items() if o.ok}
+    st.download_button(
+        "Download the raw maps (.npz)",
+        lambda: render.maps_npz(raw, model=sel.model_key, note=note),
+        file_name="attribution_maps.npz",
+        mime="application/octet-stream",
+        on_click="ignore",
+    )
+
+
+# ---------------------------------------------------------------------------------- methods x images
+
+
+def _many_images(sel: Selection, opts: grid.Display) -> None:
+    if IMAGES not in st.session_state:
+        st.session_state[IMAGES] = [k for k in (sel.image_key, sel.loaded.default_image) if k in sel.images][:2]
+    st.session_state[IMAGES] = [k for k in st.session_state[IMAGES] if k in sel.images]
+    st.multiselect("Images (one row each; target = each image's predicted class)", list(sel.images), key=IMAGES)
+    jobs = [maps.image_job(sel, k) for k in st.session_state[IMAGES]]
+    _caption(sel, "Each row: an image and its predicted class.")
+    if not sel.methods or not jobs:
+        st.info("Choose at least one method (sidebar) and one image.")
+        return
+    results = maps.compute(sel, jobs, list(sel.methods), key="compare")
+    if results is None:
+        return
+    rows = [(j.label, selection.unit(sel.loaded, j.x), [grid.Cell(m, results[(n, m)]) for m in sel.methods]) for n, j in enumerate(jobs)]
+    tiles, scales = grid.draw(rows, opts)
+    _downloads(sel, tiles, scales, {f"{jobs[n].image_key}::{m}": o for (n, m), o in results.items()}, "methods × images, targets = predicted classes")
+
+
+# ---------------------------------------------------------------------------------- class scan
+
+
+def _scan_classes(sel: Selection) -> list[int]:
+    c1, c2, c3 = st.columns([2, 1, 3])
+    methods = explainers.names()
+    if SCAN_METHOD not in st.session_state:
+        st.session_state[SCAN_METHOD] = sel.methods[0] if sel.methods else "gradcam"
+    c1.selectbox("Method", methods, key=SCAN_METHOD, format_func=selection.method_label)
+    c2.number_input("Top classes", 1, min(20, len(sel.loaded.classes)), key=SCAN_K, **S.unless_set(SCAN_K, value=min(5, len(sel.loaded.classes))))
+    c3.multiselect(
+        "…or these classes", list(range(len(sel.loaded.classes))), key=SCAN_CLASSES, format_func=lambda i: f"{i}: {sel.loaded.classes[i]}", placeholder="top classes"
+    )
+    chosen = list(st.session_state[SCAN_CLASSES])
+    return chosen or [int(i) for i in np.argsort(-sel.probs)[: int(st.session_state[SCAN_K])]]
+
+
+def _class_scan(sel: Selection, opts: grid.Display) -> None:
+    classes = _scan_classes(sel)
+    method = st.session_state[SCAN_METHOD]
+    _caption(sel, f"**{explainers.get(method).title}** for each class on **{sel.image_key}**: what the model would point at for that class.")
+    jobs = [maps.Job(sel.image_key, f"class {c}", sel.x, c) for c in classes]  # the same image, one target per class
+    results = maps.compute(sel, jobs, [method], key="compare_scan")
+    if results is None:
+        return
+    cells = [grid.Cell(method, results[(n, method)], title=f"{c}: {sel.loaded.classes[c]} (p = {sel.probs[c]:.3f})") for n, c in enumerate(classes)]
+    tiles, scales = grid.draw([(sel.image_key, sel.unit, cells)], opts)
+    _downloads(sel, tiles, scales, {f"class_{c}": results[(n, method)] for n, c in enumerate(classes)}, f"{explainers.get(method).title}, class scan of {sel.image_key}")
 
 
 def page() -> None:
-    S.init()
-    st.title("Compare attribution methods")
-    chosen = inputs.sidebar()
-    opts = _display_options()
-    if chosen is None:
-        return
-    model_key, loaded, images = chosen
-
-    st.radio("Mode", ["One image", "Methods × images"], key=S.MODE, horizontal=True)
-    methods = inputs.methods_picker()
-    params = inputs.method_params(methods)
-
-    if st.session_state[S.MODE] == "One image":
-        image_key = st.session_state[S.IMAGE]
-        image = images[image_key]
-        x = loaded.preprocess(image)
-        probs = cache.predictions(model_key, image_key, loaded, x)
-        top = np.argsort(-probs)[:5]
-        left, right = st.columns([1, 2])
-        with left:
-            st.image(inputs.unit(loaded, x), caption=f"{image_key} (as the model sees it)", width="stretch")
-        with right:
-            st.markdown("**Top-5 predictions**")
-            st.dataframe(
-                {"class": [loaded.classes[i] for i in top], "index": [int(i) for i in top], "probability": [float(probs[i]) for i in top]},
-                hide_index=True,
-                column_config={"probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f")},
-            )
-            target = inputs.target_picker(model_key, image_key, loaded, probs)
-        jobs = [(image_key, image_key, x, int(target))]
+    sel = selection.require()
+    opts = grid.display_options()
+    _header(sel)
+    mode = st.session_state[MODE]
+    if mode == MODES[0]:
+        _one_image(sel, opts)
+    elif mode == MODES[1]:
+        _many_images(sel, opts)
     else:
-        chosen_images = st.multiselect("Images (one row each; target = each image's predicted class)", list(images), key=S.IMAGES)
-        jobs = []
-        for key in chosen_images:
-            x = loaded.preprocess(images[key])
-            pred = int(np.argmax(cache.predictions(model_key, key, loaded, x)))
-            jobs.append((key, f"{key} → {loaded.classes[pred]}", x, pred))
-
-    if not methods or not jobs:
-        st.info("Choose at least one method and one image.")
-        return
-    results = inputs.compute(jobs, methods, params, model_key, loaded, key="compare")
-    if results is None:
-        return
-    rows = []
-    for image_key, label, x, target in jobs:
-        unit = inputs.unit(loaded, x)
-        title = label if st.session_state[S.MODE] != "One image" else f"{image_key} → target {target}: {loaded.classes[target]}"
-        rows.append((title, unit, [(explainers.get(m).title, results[(image_key, m)]) for m in methods]))
-    fig_rows = _draw_rows(rows, opts)
-
-    ok = {f"{img}::{m}": r.map for (img, m), r in results.items() if r.map is not None}
-    c1, c2 = st.columns(2)
-    with c1:
-        st.download_button(
-            "Download the grid (PNG, labelled)", lambda: render.grid_png(fig_rows), file_name="attribution_grid.png", mime="image/png", on_click="ignore"
-        )
-    with c2:
-        st.download_button(
-            "Download the raw maps (.npz)",
-            lambda: render.maps_npz(ok, model=model_key, targets=",".join(f"{j[0]}={j[3]}" for j in jobs)),
-            file_name="attribution_maps.npz",
-            mime="application/octet-stream",
-            on_click="ignore",
-        )
+        _class_scan(sel, opts)
 
 
 page()

@@ -1,5 +1,5 @@
-"""Faithfulness page: deletion/insertion curves of the chosen methods, their AUCs and other metrics, a step
-scrubber, and a leaderboard over a set of images."""
+"""Faithfulness page: deletion/insertion curves of the chosen methods on the current image (each method's curves on
+screen as soon as they are done), their AUCs and other metrics, and a step scrubber with an animated export."""
 
 from __future__ import annotations
 
@@ -11,333 +11,211 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
+from PIL import Image
 from plotly.subplots import make_subplots
 
 import explainers
 import metrics
-import zoo
-from core.errors import InputError
-from dashboard import cache, inputs, work
+from dashboard import cache, charts, maps, selection, work
 from dashboard import state as S
+from dashboard.selection import Selection
 from metrics.deletion_insertion import conventions
-from metrics.inference import is_ready, should_compile
-from metrics.leaderboard import agreement, evaluate, image_set, items_from_images, summarize
 
-STEP = "faith::step"
-SUBSTRATE = "faith::substrate"
-EXTRA = "faith::extra"
-POINT = "faith::point"
-LB_SOURCE = "faith::lb_source"
-LB_IMAGES = "faith::lb_images"
-LB_N = "faith::lb_n"
-LB_METRICS = "faith::lb_metrics"
-LB_RESULT = "leaderboard_result"  # plain session state (not a widget): survives page switches
-MAX_COLS = 5
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+SCOPE = "faith"
+STEP = S.key(SCOPE, "step")
+SUBSTRATE = S.key(SCOPE, "substrate")
+EXTRA = S.key(SCOPE, "extra")
+POINT = S.key(SCOPE, "point")
+GIF_METHOD = S.key(SCOPE, "gif_method")
+Curves = dict[str, metrics.DeletionInsertion]
 
 
 def _title(method: str) -> str:
     return explainers.get(method).title
 
 
-def _curves_figure(results: list[cache.Curves], point: int) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Deletion (lower AUC is better)", "Insertion (higher AUC is better)"), shared_yaxes=True)
-    for i, r in enumerate(results):
-        colour = PALETTE[i % len(PALETTE)]
-        frac = r.pixels / r.pixels[-1]
-        steps = np.arange(len(frac))
-        for col, (curve, score) in enumerate(((r.deletion, r.deletion_auc), (r.insertion, r.insertion_auc)), start=1):
-            fig.add_trace(
-                go.Scatter(
-                    x=frac,
-                    y=curve,
-                    mode="lines",
-                    name=f"{_title(r.method)} ({score:.3f})",
-                    legendgroup=r.method,
-                    showlegend=col == 1,
-                    line={"color": colour, "width": 2},
-                    customdata=np.stack([steps, r.pixels], axis=1),
-                    hovertemplate=f"<b>{_title(r.method)}</b><br>step %{{customdata[0]}} (%{{customdata[1]}} px, %{{x:.1%}})<br>p(target) = %{{y:.4f}}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
-    if results:
-        x = float(results[0].pixels[point] / results[0].pixels[-1])
-        for col in (1, 2):
-            fig.add_vline(x=x, line={"dash": "dot", "color": "grey"}, row=1, col=col)
-    fig.update_xaxes(title_text="share of pixels replaced / restored", tickformat=".0%")
-    fig.update_yaxes(title_text="softmax probability of the target", range=[0, 1.02], row=1, col=1)
-    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
-    return fig
+# ---------------------------------------------------------------------------------- settings
 
 
-def _csv(df: pd.DataFrame) -> bytes:
-    buf = io.StringIO()
-    df.to_csv(buf, index=False)
-    return buf.getvalue().encode()
-
-
-def _scores_table(results: list[cache.Curves], extra: dict[str, dict[str, float | str]]) -> pd.DataFrame:
-    rows = []
-    for r in results:
-        row = {"method": _title(r.method), "deletion AUC ↓": r.deletion_auc, "insertion AUC ↑": r.insertion_auc}
-        for k, per in extra.items():
-            spec = metrics.get(k)
-            v = per.get(r.method)
-            row[f"{spec.title} {'↑' if spec.higher_is_better else '↓'}"] = v if isinstance(v, float) else math.nan
-        row["curve seconds"] = round(r.seconds, 2)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _scrubber(results: list[cache.Curves], maps: dict[str, np.ndarray], loaded: zoo.LoadedModel, x, step: int, substrate: str, point: int) -> None:
-    for start in range(0, len(results), MAX_COLS):
-        cols = st.columns(MAX_COLS)
-        for col, r in zip(cols, results[start : start + MAX_COLS], strict=False):
-            amap = torch.from_numpy(maps[r.method]).unsqueeze(0).to(x.device)
-            with col:
-                for curve, values in (("deletion", r.deletion), ("insertion", r.insertion)):
-                    img = metrics.perturbed(x, amap, point, curve=curve, step=step, substrate=substrate)
-                    st.image(inputs.unit(loaded, img).clip(0, 1), caption=f"{_title(r.method)} · {curve}: p = {values[point]:.3f}", width="stretch")
-
-
-def _current_image(model_key: str, loaded: zoo.LoadedModel, image_key: str, x: torch.Tensor, target: int, methods: list[str], params: dict) -> None:
-    masks = zoo.sample_masks()
-    mask = loaded.preprocess_mask(masks[image_key]) if image_key in masks else None
-    h, w = x.shape[-2:]
+def _settings(sel: Selection, mask: torch.Tensor | None) -> tuple[int, str, list[str]]:
+    h, w = sel.x.shape[-2:]
     if st.session_state.get(STEP, 0) > h * w:  # another model with a smaller input
         st.session_state[STEP] = h * w
     others = [k for k in metrics.names() if k not in ("deletion", "insertion") and (mask is not None or not metrics.get(k).needs_mask)]
     if EXTRA in st.session_state:  # a localization metric stays chosen only while the image has a mask
         st.session_state[EXTRA] = [k for k in st.session_state[EXTRA] if k in others]
     c1, c2, c3 = st.columns([1, 1, 2])
-    with c1:
-        st.number_input(
-            "Pixels per step",
-            min_value=1,
-            max_value=h * w,
-            step=1,
-            key=STEP,
-            help=f"{h}: one row's worth; 224 at 224 px is the paper's setting (225 points)",
-            **S.unless_set(STEP, value=224),
-        )
-    with c2:
-        st.selectbox(
-            "Deletion substrate", ["zero", "blur", "mean"], key=SUBSTRATE, help="what deleted pixels become (zero: in the normalized input space, as in RISE)"
-        )
-    with c3:
-        st.multiselect(
-            "More metrics for this image", others, key=EXTRA, format_func=lambda k: metrics.get(k).title, placeholder="ROAD, infidelity, complexity..."
-        )
-    step, substrate = int(st.session_state[STEP]), st.session_state[SUBSTRATE]
-    extra_names = [k for k in st.session_state[EXTRA] if k in others]
-    if not methods:
-        st.info("Choose at least one method.")
-        return
-    results_maps = inputs.compute([(image_key, image_key, x, target)], methods, params, model_key, loaded, key="faith_maps")
-    if results_maps is None:
-        return
-    failed = {m: r.error for (_, m), r in results_maps.items() if r.error}
-    for m, err in failed.items():
-        st.warning(f"**{_title(m)}** is left out: {err}")
-    ok = [m for m in methods if m not in failed]
-    if not ok:
-        return
-    maps = {m: results_maps[(image_key, m)].map for m in ok}
-    n_points = math.ceil(h * w / step) + 1
-    compile_ = should_compile(len(ok) * 2 * max(n_points - 2, 0))
-    sig = work.signature("curves", model_key, image_key, target, ok, [params[m] for m in ok], step, substrate, extra_names)
+    c1.number_input(
+        "Pixels per step", min_value=1, max_value=h * w, step=1, key=STEP, help=f"{h}: one row's worth; 224 at 224 px is the paper's setting (225 points)", **S.unless_set(STEP, value=min(224, h * w))
+    )
+    c2.selectbox("Deletion substrate", ["zero", "blur", "mean"], key=SUBSTRATE, help="what deleted pixels become (zero: in the normalized input space, as in RISE)")
+    c3.multiselect("More metrics for this image", others, key=EXTRA, format_func=lambda k: metrics.get(k).title, placeholder="ROAD, infidelity, complexity...")
+    return int(st.session_state[STEP]), st.session_state[SUBSTRATE], [k for k in st.session_state[EXTRA] if k in others]
+
+
+# ---------------------------------------------------------------------------------- curves
+
+
+def _figure(curves: Curves, point: int) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Deletion (lower AUC is better)", "Insertion (higher AUC is better)"), shared_yaxes=True)
+    for i, (m, r) in enumerate(curves.items()):
+        frac = r.fraction.numpy()
+        for col, (curve, score) in enumerate(((r.deletion, r.deletion_auc), (r.insertion, r.insertion_auc)), start=1):
+            fig.add_trace(
+                go.Scatter(
+                    x=frac,
+                    y=curve[0].numpy(),
+                    mode="lines",
+                    name=f"{_title(m)} ({float(score[0]):.3f})",
+                    legendgroup=m,
+                    showlegend=col == 1,
+                    line={"color": charts.colour(i), "width": 2},
+                    customdata=np.stack([np.arange(len(frac)), r.pixels.numpy()], axis=1),
+                    hovertemplate=f"<b>{_title(m)}</b><br>step %{{customdata[0]}} (%{{customdata[1]}} px, %{{x:.1%}})<br>p(target) = %{{y:.4f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        if i == 0:
+            for col in (1, 2):
+                fig.add_vline(x=float(frac[min(point, len(frac) - 1)]), line={"dash": "dot", "color": "grey"}, row=1, col=col)
+    fig.update_xaxes(title_text="share of pixels replaced / restored", tickformat=".0%")
+    fig.update_yaxes(title_text="softmax probability of the target", range=[0, 1.02], row=1, col=1)
+    fig.update_layout(height=430, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def _table(curves: Curves, extra: dict[str, dict[str, cache.Outcome]], seconds: dict[str, float]) -> pd.DataFrame:
+    rows = []
+    for m, r in curves.items():
+        row = {"method": _title(m), "deletion AUC ↓": float(r.deletion_auc[0]), "insertion AUC ↑": float(r.insertion_auc[0])}
+        for k, per in extra.items():
+            spec = metrics.get(k)
+            o = per.get(m)
+            row[f"{spec.title} {'↑' if spec.higher_is_better else '↓'}"] = o.value if o is not None and o.ok else math.nan
+        row["curve seconds"] = round(seconds[m], 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _compute(sel: Selection, amaps: dict[str, np.ndarray], step: int, substrate: str, extra: list[str], mask, slots) -> tuple[Curves, dict, dict] | None:
+    """Every method's curves (drawn into ``slots`` as each one finishes) and extra scores; None when stopped."""
+    n_points = math.ceil(sel.x.shape[-1] * sel.x.shape[-2] / step) + 1
+    sig = work.signature("curves", sel.model_key, sel.image_key, sel.target, list(amaps), [sel.params[m] for m in amaps], step, substrate, extra)
     if work.stopped(sig, key="faith_curves"):
-        return
-    results = []
-    extra: dict[str, dict[str, float | str]] = {k: {} for k in extra_names}
-    first_build = not is_ready(loaded.model, x, compiled=compile_)
+        return None
+    curves: Curves = {}
+    seconds: dict[str, float] = {}
+    scores: dict[str, dict[str, cache.Outcome]] = {k: {} for k in extra}
     with work.Work(sig, "Deletion and insertion curves...", key="faith_curves") as job:
-        for i, m in enumerate(ok):
-            note = " — preparing the fast forward path first (torch.compile: up to a minute, once per server)" if i == 0 and first_build and compile_ else ""
-            job.step(i, len(ok), f"Deletion and insertion: {_title(m)} ({i + 1}/{len(ok)}, {2 * n_points} points each){note}")
-            results.append(cache.curves(model_key, image_key, m, params[m], target, step, substrate, compile_, loaded, x, maps[m]))
-        total = len(extra_names) * len(ok)
-        for j, (k, m) in enumerate((k, m) for k in extra_names for m in ok):
-            job.step(j, total, f"{metrics.get(k).title}: {_title(m)}")
-            extra[k][m] = cache.metric_score(model_key, image_key, m, params[m], target, k, (), loaded, x, maps[m], mask)
-    bad = [r for r in results if r.error]
-    for r in bad:
-        st.warning(f"**{_title(r.method)}**: {r.error}")
-    results = [r for r in results if not r.error]
-    if not results:
-        return
-    for k, per in extra.items():
-        for m, v in per.items():
-            if isinstance(v, str):
-                st.warning(f"{metrics.get(k).title} of {_title(m)}: {v}")
-
-    point = min(int(st.session_state.get(POINT, 0)), n_points - 1)
-    if POINT in st.session_state:
-        st.session_state[POINT] = point
-    st.plotly_chart(_curves_figure(results, point), key="faith_curves")
-    st.caption("Conventions: " + conventions(step, substrate, h * w))
-    for k in extra_names:
-        spec = metrics.get(k)
-        st.caption(f"{spec.title} ({spec.direction}; {spec.paper}): {spec.conventions}")
-    table = _scores_table(results, extra)
-    st.dataframe(
-        table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if c not in ("method", "curve seconds")}
-    )
-    st.download_button(
-        "Download the scores (CSV)",
-        _csv(table.assign(image=image_key, target=target, step=step, substrate=substrate)),
-        file_name="faithfulness_scores.csv",
-        mime="text/csv",
-        on_click="ignore",
-    )
-    st.caption(f"Inference path: {results[0].engine}" if results[0].engine else "")
-
-    st.subheader("What the model sees at each step")
-    st.slider(
-        "Step", 0, n_points - 1, key=POINT, help="k: the top k × step pixels are replaced (deletion) or restored (insertion)", **S.unless_set(POINT, value=0)
-    )
-    _scrubber(results, maps, loaded, x, step, substrate, min(int(st.session_state[POINT]), n_points - 1))
+        for i, m in enumerate(amaps):
+            job.step(i, len(amaps), f"Deletion and insertion: {_title(m)} ({i + 1}/{len(amaps)}, {2 * n_points} points each)")
+            o = cache.curves(sel.model_key, sel.image_key, m, sel.params[m], sel.target, step, substrate, sel.loaded, sel.x, amaps[m])
+            if not o.ok:
+                st.warning(f"**{_title(m)}**: {o.error}")
+                continue
+            curves[m], seconds[m] = o.value, o.seconds
+            slots[0].plotly_chart(_figure(curves, 0), key=f"faith_partial_{i}")
+            slots[1].dataframe(_table(curves, {}, seconds), hide_index=True)
+        for j, (k, m) in enumerate((k, m) for k in extra for m in curves):
+            job.step(j, len(extra) * len(curves), f"{metrics.get(k).title}: {_title(m)}")
+            scores[k][m] = cache.metric_score(sel.model_key, sel.image_key, m, sel.params[m], sel.target, k, (), sel.loaded, sel.x, amaps[m], mask)
+    return curves, scores, seconds
 
 
-# ---------------------------------------------------------------------------------- leaderboard
+# ---------------------------------------------------------------------------------- scrubber
 
 
-def _leaderboard(model_key: str, loaded: zoo.LoadedModel, images: dict, methods: list[str], params: dict) -> None:
-    st.header("Leaderboard")
-    st.caption(
-        "Every chosen method scored on a set of images: mean with a 95% percentile-bootstrap interval over images, rank per metric, and the agreement of the metrics' rankings (Kendall τ). Target: the label where the set has one, else the top prediction."
-    )
-    st.radio("Images", ["Sample images", "Synthetic shapes (with masks)"], key=LB_SOURCE, horizontal=True)
-    synthetic = st.session_state[LB_SOURCE].startswith("Synthetic")
-    if synthetic:
-        st.number_input("How many synthetic images", min_value=1, max_value=500, step=1, key=LB_N, **S.unless_set(LB_N, value=20))
-    else:
-        photos = [k for k in images if not k.startswith("shapes: ")]
-        if LB_IMAGES in st.session_state:
-            st.session_state[LB_IMAGES] = [k for k in st.session_state[LB_IMAGES] if k in images]
-        st.multiselect("Which images", list(images), key=LB_IMAGES, **S.unless_set(LB_IMAGES, default=photos[:3]))
-    default_metrics = ["deletion", "insertion", "sparseness", "complexity"] + (["pointing_game", "relevance_mass"] if synthetic else [])
-    st.multiselect("Metrics", metrics.names(), key=LB_METRICS, format_func=lambda k: metrics.get(k).title, **S.unless_set(LB_METRICS, default=default_metrics))
-    chosen_metrics = list(st.session_state[LB_METRICS])
-    step = int(st.session_state.get(STEP, 224))
-    substrate = st.session_state.get(SUBSTRATE, "zero")
-    if st.button("Run the leaderboard", type="primary", disabled=not (methods and chosen_metrics)):
-        try:
-            if synthetic:
-                items, _ = image_set(loaded, f"synthetic:{int(st.session_state[LB_N])}")
-            else:
-                chosen = [k for k in st.session_state[LB_IMAGES] if k in images]
-                if not chosen:
-                    raise InputError("choose at least one image")
-                items = items_from_images(loaded, {k: images[k] for k in chosen}, zoo.sample_masks())
-        except InputError as exc:
-            st.error(str(exc))
-            return
-        metric_params = {"deletion": {"step": step, "substrate": substrate}, "insertion": {"step": step}}
-        method_params = {m: dict(params[m]) for m in methods}
-        work.resume()
-        with work.Work(work.signature("leaderboard", model_key), "Leaderboard...", key="leaderboard"):
-            rows = evaluate(
-                loaded,
-                items,
-                methods,
-                chosen_metrics,
-                metric_params={k: v for k, v in metric_params.items() if k in chosen_metrics},
-                method_params=method_params,
-            )
-        summary = summarize(rows)
-        st.session_state[LB_RESULT] = {
-            "model": model_key,
-            "rows": rows,
-            "summary": summary,
-            "agreement": agreement(summary),
-            "images": len(items),
-            "step": step,
-            "substrate": substrate,
-        }
-    result = st.session_state.get(LB_RESULT)
-    if not result:
-        return
-    if result["model"] != model_key:
-        st.info(f"The last leaderboard was run on {result['model']}; run it again for this model.")
-    summary = pd.DataFrame(result["summary"])
-    if summary.empty:
-        st.warning("No scores: every method failed or no metric applied to these images (localization needs masks).")
-        return
-    summary["method"] = summary["method"].map(_title)
-    summary["metric"] = summary["metric"].map(lambda k: f"{metrics.get(k).title} {'↑' if metrics.get(k).higher_is_better else '↓'}")
-    st.markdown(f"**{result['images']} images**, {result['step']} pixels per step, substrate {result['substrate']}")
-    wide = summary.assign(
-        cell=summary.apply(lambda r: f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] #{int(r['rank']) if pd.notna(r['rank']) else '-'}", axis=1)
-    )
-    table = wide.pivot(index="method", columns="metric", values="cell")
-    order = list(dict.fromkeys(summary["metric"]))  # registry order: deletion, insertion, ...
-    methods_order = [_title(m) for m in methods if _title(m) in table.index] + [m for m in table.index if m not in {_title(x) for x in methods}]
-    st.dataframe(table.loc[methods_order, order], column_config={"method": st.column_config.TextColumn("method")})
-    st.caption(
-        "Each cell: mean [95% bootstrap interval] #rank. "
-        + " ".join(f"{metrics.get(k).title}: {metrics.get(k).conventions}." for k in dict.fromkeys(r["metric"] for r in result["summary"]))
-    )
-    fig = go.Figure()
-    for k, grp in summary.groupby("metric", sort=False):
-        fig.add_trace(
-            go.Bar(
-                x=grp["method"],
-                y=grp["mean"],
-                name=k,
-                error_y={"type": "data", "symmetric": False, "array": grp["ci_high"] - grp["mean"], "arrayminus": grp["mean"] - grp["ci_low"]},
-                hovertemplate="%{x}: %{y:.4f}<extra>" + k + "</extra>",
-            )
-        )
-    fig.update_layout(barmode="group", height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, yaxis_title="mean score (95% CI)")
-    st.plotly_chart(fig, key="lb_bars")
-    ks, tau = result["agreement"]
-    if len(ks) >= 2:
-        titles = [metrics.get(k).title for k in ks]
-        heat = go.Figure(
-            go.Heatmap(
-                z=tau,
-                x=titles,
-                y=titles,
-                zmin=-1,
-                zmax=1,
-                colorscale="RdBu",
-                text=np.round(tau, 2),
-                texttemplate="%{text}",
-                hovertemplate="%{y} vs %{x}: τ = %{z:.2f}<extra></extra>",
-            )
-        )
-        heat.update_layout(
-            height=360,
-            margin={"l": 10, "r": 10, "t": 30, "b": 10},
-            title="Do the metrics agree on the ranking? (Kendall τ, oriented: +1 = same order of merit)",
-        )
-        st.plotly_chart(heat, key="lb_tau")
-    c1, c2 = st.columns(2)
-    with c1:
-        st.download_button(
-            "Download the summary (CSV)", _csv(pd.DataFrame(result["summary"])), file_name="leaderboard_summary.csv", mime="text/csv", on_click="ignore"
-        )
-    with c2:
-        st.download_button(
-            "Download every score (CSV)", _csv(pd.DataFrame(result["rows"])), file_name="leaderboard_rows.csv", mime="text/csv", on_click="ignore"
-        )
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _frame(model_key: str, image_key: str, method: str, params: tuple, target: int, curve: str, point: int, step: int, substrate: str, _sel: Selection, _map: np.ndarray) -> np.ndarray:
+    """What the model sees at ``point`` of one curve, uint8 [H,W,3] (cached: scrubbing back is instant)."""
+    amap = torch.from_numpy(_map).unsqueeze(0).to(_sel.x.device)
+    img = metrics.perturbed(_sel.x, amap, point, curve=curve, step=step, substrate=substrate)
+    return (selection.unit(_sel.loaded, img).clip(0, 1) * 255).round().astype(np.uint8)
+
+
+def _frames(sel: Selection, m: str, amap: np.ndarray, point: int, step: int, substrate: str) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(_frame(sel.model_key, sel.image_key, m, sel.params[m], sel.target, c, point, step, substrate, sel, amap) for c in ("deletion", "insertion"))  # type: ignore[return-value]
+
+
+def _scrubber(sel: Selection, curves: Curves, amaps: dict[str, np.ndarray], step: int, substrate: str, n_points: int) -> int:
+    """The slider and one row per method (deletion | insertion) with the probability at that point; returns the point."""
+    st.slider("Step", 0, n_points - 1, key=POINT, help="k: the top k × step pixels are replaced (deletion) or restored (insertion)", **S.unless_set(POINT, value=0))
+    point = min(int(st.session_state[POINT]), n_points - 1)
+    for m, r in curves.items():
+        d, i = _frames(sel, m, amaps[m], point, step, substrate)
+        c1, c2 = st.columns(2)
+        c1.image(d, caption=f"{_title(m)} · deletion: p = {float(r.deletion[0, point]):.3f}", width="stretch")
+        c2.image(i, caption=f"insertion: p = {float(r.insertion[0, point]):.3f}", width="stretch")
+    return point
+
+
+def _gif(sel: Selection, m: str, amap: np.ndarray, step: int, substrate: str, n_points: int, frames: int = 40) -> bytes:
+    """An animated GIF of one method's deletion | insertion sequence (``frames`` evenly spaced points)."""
+    pics = []
+    for p in np.unique(np.linspace(0, n_points - 1, frames).round().astype(int)):
+        d, i = _frames(sel, m, amap, int(p), step, substrate)
+        pics.append(Image.fromarray(np.concatenate([d, np.full((d.shape[0], 4, 3), 255, np.uint8), i], axis=1)))
+    buf = io.BytesIO()
+    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=120, loop=0)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------- page
+
+
+def _results(sel: Selection, curves: Curves, scores: dict, seconds: dict, amaps: dict, step: int, substrate: str, slots) -> None:
+    n_points = next(iter(curves.values())).pixels.numel()
+    for k, per in scores.items():
+        for m, o in per.items():
+            if not o.ok:
+                st.warning(f"{metrics.get(k).title} of {_title(m)}: {o.error}")
+    table = _table(curves, scores, seconds)
+    slots[1].dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if c not in ("method", "curve seconds")})
+    with slots[2].container():
+        st.markdown("**What the model sees at each step**")
+        point = _scrubber(sel, curves, amaps, step, substrate, n_points)
+        st.selectbox("Animate", list(curves), key=GIF_METHOD, format_func=_title)
+        gm = st.session_state[GIF_METHOD]
+        st.download_button("Download the sequence (GIF)", lambda: _gif(sel, gm, amaps[gm], step, substrate, n_points), file_name=f"deletion_insertion_{gm}.gif", mime="image/gif", on_click="ignore")
+    slots[0].plotly_chart(_figure(curves, point), key="faith_curves")
+    with slots[3].container():
+        st.caption("Conventions: " + conventions(step, substrate, int(sel.x.shape[-1] * sel.x.shape[-2])))
+        for k in scores:
+            spec = metrics.get(k)
+            st.caption(f"{spec.title} ({spec.direction}; {spec.paper}): {spec.conventions}")
+        st.caption(f"Inference path: {next(iter(curves.values())).engine}")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.download_button("Download the scores (CSV)", table.assign(image=sel.image_key, target=sel.target, step=step, substrate=substrate).to_csv(index=False).encode(), file_name="faithfulness_scores.csv", mime="text/csv", on_click="ignore")
+        with c2:
+            charts.export_buttons(_figure(curves, point), "faithfulness_curves", key="faith_curves")
 
 
 def page() -> None:
-    chosen = inputs.page_start(
-        "Faithfulness",
-        "Does the map point at what the model uses? Deletion and insertion (Petsiuk et al. 2018), ROAD, infidelity, localization and complexity.",
-    )
-    if chosen is None:
+    sel = selection.require()
+    st.markdown(f"#### Faithfulness · {sel.loaded.title}")
+    st.caption(f"Does the map point at what the model uses? Deletion and insertion (Petsiuk et al. 2018) for **target {sel.target_label}** on **{sel.image_key}**, plus ROAD, infidelity, localization and complexity.")
+    mask = sel.mask()
+    step, substrate, extra = _settings(sel, mask)
+    if not sel.methods:
+        st.info("Choose at least one method in the sidebar.")
         return
-    model_key, loaded, images = chosen
-    image_key, x, _, target, methods, params = inputs.image_header(model_key, loaded, images)
-    _current_image(model_key, loaded, image_key, x, target, methods, params)
-    st.divider()
-    _leaderboard(model_key, loaded, images, methods, params)
+    got = maps.compute(sel, [maps.Job(sel.image_key, sel.image_key, sel.x, sel.target)], list(sel.methods), key="faith_maps")
+    if got is None:
+        return
+    for m in sel.methods:
+        if not got[(0, m)].ok:
+            st.warning(f"**{_title(m)}** is left out: {got[(0, m)].error}")
+    amaps = {m: got[(0, m)].value for m in sel.methods if got[(0, m)].ok}
+    if not amaps:
+        return
+    plot, side = st.columns([3, 2])
+    slots = (plot.empty(), plot.empty(), side.empty(), st.empty())
+    res = _compute(sel, amaps, step, substrate, extra, mask, slots)
+    if res is None or not res[0]:
+        return
+    _results(sel, *res, amaps, step, substrate, slots)
 
 
 page()

@@ -1,4 +1,4 @@
-"""Methods page: the registry as a table (family, paper, library, parameters, cost)."""
+"""Methods page: the registries as tables (methods: family, paper, library, parameters; metrics: direction, conventions)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import streamlit as st
 import explainers
 import metrics
 
-st.title("Methods")
-st.caption("Every method in the registry, with the paper it follows and the library that computes it.")
-rows = []
-for name in explainers.names():
-    spec = explainers.get(name)
-    rows.append(
+WIDE = {c: st.column_config.TextColumn(c, width="large") for c in ("paper", "computed by", "parameters", "conventions")}
+
+
+def _height(n: int) -> int:
+    return min(36 * (n + 1) + 4, 1200)  # every row visible, no inner scrolling for the registry's size
+
+
+def page() -> None:
+    st.markdown("#### Methods")
+    st.caption("Every method in the registry, with the paper it follows and the library that computes it.")
+    rows = [
         {
             "name": name,
             "method": spec.title,
@@ -20,27 +25,28 @@ for name in explainers.names():
             "paper": spec.paper,
             "computed by": spec.library,
             "signed": spec.signed,
+            "units": spec.units or "-",
             "parameters": ", ".join(f"{p.name}={p.default}" for p in spec.params),
             "in default grid": spec.default,
         }
-    )
-st.dataframe(rows, hide_index=True, width="stretch")
-
-st.subheader("Metrics")
-st.caption("Every metric in the registry: what it measures, which way is better, and the conventions used here.")
-st.dataframe(
-    [
+        for name, spec in ((n, explainers.get(n)) for n in explainers.names())
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch", height=_height(len(rows)), column_config=WIDE)
+    st.markdown("#### Metrics")
+    st.caption("Every metric in the registry: what it measures, which way is better, and the conventions used here.")
+    table = [
         {
             "name": name,
-            "metric": metrics.get(name).title,
-            "category": metrics.CATEGORIES[metrics.get(name).category],
-            "better": metrics.get(name).direction,
-            "paper": metrics.get(name).paper,
-            "conventions": metrics.get(name).conventions,
-            "needs a mask": metrics.get(name).needs_mask,
+            "metric": spec.title,
+            "category": metrics.CATEGORIES[spec.category],
+            "better": spec.direction,
+            "paper": spec.paper,
+            "conventions": spec.conventions,
+            "needs a mask": spec.needs_mask,
         }
-        for name in metrics.names()
-    ],
-    hide_index=True,
-    width="stretch",
-)
+        for name, spec in ((n, metrics.get(n)) for n in metrics.names())
+    ]
+    st.dataframe(table, hide_index=True, width="stretch", height=_height(len(table)), column_config=WIDE)
+
+
+page()

@@ -11,6 +11,7 @@ import zoo
 from tests.app.conftest import APP
 
 PAGE = "app_pages/faithfulness.py"
+LEADERBOARD = "app_pages/leaderboard.py"
 METHODS = ["saliency", "gradcam", "random"]
 
 
@@ -45,8 +46,8 @@ def test_curves_scores_match_the_core_and_conventions_are_shown():
     captions = " ".join(c.value for c in at.caption)
     assert "224 pixels per step (20 points on 4096 pixels)" in captions
     assert "(sum - first/2 - last/2)/(N-1)" in captions
-    # scrubber: 2 images (deletion, insertion) per method, plus the input
-    assert len(at.get("image")) == 1 + 2 * len(METHODS)
+    # scrubber: 2 images (deletion, insertion) per method
+    assert len(at.get("image")) == 2 * len(METHODS)
     at.slider(key="faith::point").set_value(19).run()
     assert not at.exception
     captions = [img.proto.imgs[0].caption for img in at.get("image")]
@@ -71,19 +72,25 @@ def test_step_substrate_and_extra_metrics():
 
 
 def test_leaderboard_runs_with_progress_and_shows_ranks_and_agreement():
-    at = _faithfulness()
-    at.radio(key="faith::lb_source").set_value("Synthetic shapes (with masks)").run()
-    at.number_input(key="faith::lb_n").set_value(3).run()
-    at.multiselect(key="faith::lb_metrics").set_value(["deletion", "pointing_game", "sparseness"]).run()
-    at.button[0].click().run()
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.session_state["model_name"] = "synthetic_shapes"
+    at.session_state["image_name"] = "shapes: circle"
+    at.session_state["methods"] = METHODS
+    at.switch_page(LEADERBOARD).run()
+    at.radio(key="leaderboard::source").set_value("Synthetic shapes (with masks)").run()
+    at.number_input(key="leaderboard::n").set_value(3).run()
+    at.multiselect(key="leaderboard::metrics").set_value(["deletion", "pointing_game", "sparseness"]).run()
+    next(b for b in at.button if b.label == "Run the leaderboard").click().run()
     assert not at.exception, at.exception
     result = at.session_state["leaderboard_result"]
     assert result["images"] == 3 and len(result["rows"]) == 3 * len(METHODS) * 3
     assert {r["rank"] for r in result["summary"] if r["metric"] == "deletion"} == {1, 2, 3}
-    assert len(at.get("plotly_chart")) == 3  # curves, bars, Kendall tau
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # bars (one panel per metric), Kendall tau
+    assert charts[0].proto.spec.count('"type":"bar"') == 3  # one bar trace per metric, each on its own axis
     # the result survives a page switch and back
     at.switch_page("app_pages/methods.py").run()
-    at.switch_page(PAGE).run()
+    at.switch_page(LEADERBOARD).run()
     assert at.session_state["leaderboard_result"]["images"] == 3
 
 
