@@ -88,8 +88,8 @@ def draw(rows: list[tuple[str, np.ndarray, list[Cell]]], opts: Display, *, show_
         if len(rows) > 1:
             st.markdown(f"**{label}**")
         fig_rows.append(_row(image, cells, opts, per_cell, show_input))
-    for scale in bars.values():
-        st.image(render.colorbar(scale), caption=scale.caption(opts.clip), width=480)
+    for col, scale in zip(st.columns(max(2, len(bars))), bars.values(), strict=False):
+        col.image(render.colorbar(scale), caption=scale.caption(opts.clip), width="stretch")
     return fig_rows, list(bars.values())
 
 

@@ -199,8 +199,8 @@ def _target_picker(model_key: str, image_key: str, loaded: zoo.LoadedModel, prob
 
 
 def method_label(name: str) -> str:
-    spec = explainers.get(name)
-    return f"{explainers.FAMILIES[spec.family]} · {spec.title}"
+    """A method's title (chips stay short enough to read in the sidebar; the list is ordered by family)."""
+    return explainers.get(name).title
 
 
 def methods_picker() -> list[str]:

@@ -99,57 +99,57 @@ def _feature_maps_section(loaded: zoo.LoadedModel, x: torch.Tensor, image_key: s
     st.image(render.colorbar(bar), caption=bar.caption(99), width=480)
 
 
+def _objective_settings(loaded: zoo.LoadedModel, target: int, convs: list[str]) -> tuple[str, int, str | None]:
+    c1, c2, c3 = st.columns(3)
+    c1.radio("Maximize", ["class logit", "channel (mean)", "neuron (centre)"], key=OBJECTIVE)
+    kind = {"class logit": "class", "channel (mean)": "channel", "neuron (centre)": "neuron"}[st.session_state[OBJECTIVE]]
+    if kind == "class":
+        c2.selectbox("Class", list(range(len(loaded.classes))), format_func=lambda i: f"{i}: {loaded.classes[i]}", key=CLASS, **S.unless_set(CLASS, index=target))
+    else:
+        c2.selectbox("Layer", convs, key=OBJ_LAYER, **S.unless_set(OBJ_LAYER, index=len(convs) - 1))
+        c2.number_input("Channel", min_value=0, max_value=4095, step=1, key=CHANNEL, **S.unless_set(CHANNEL, value=0))
+    c3.radio("Parametrization", list(PARAMS), key=PARAM, format_func=PARAMS.get)
+    c3.slider("Steps", 16, 512, key=STEPS, step=16, **S.unless_set(STEPS, value=128))
+    c3.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key=SEED, **S.unless_set(SEED, value=0))
+    index = int(st.session_state[CLASS]) if kind == "class" else int(st.session_state[CHANNEL])
+    return kind, index, None if kind == "class" else st.session_state[OBJ_LAYER]
+
+
+def _optimize(loaded: zoo.LoadedModel, settings: tuple) -> None:
+    """Run the optimization with a live preview; the result goes to ``RESULT`` (an error is shown instead)."""
+    _, kind, index, layer, param, steps, seed = settings
+    work.resume()
+    preview = st.empty()
+    pixel = param == "pixel"
+    try:
+        with work.Work(work.signature("maximize", settings), "Optimizing...", key="anatomy_opt"):
+            img = V.maximize(
+                loaded,
+                V.Objective(kind, index, layer),
+                steps=steps,
+                seed=seed,
+                param=param,
+                transforms=not pixel,
+                l2=1.0 if pixel and kind == "class" else 0.0,
+                tv=0.05 if pixel and kind != "class" else 0.0,
+                preview=lambda step, _n, img: preview.image(_to_uint8(img), caption=f"step {step}", width=256),
+                preview_every=8,
+            )
+    except InputError as exc:
+        st.error(str(exc))
+        return
+    finally:
+        preview.empty()
+    probs = loaded.predict(loaded.normalize(img))[0].cpu().numpy()
+    st.session_state[RESULT] = {"settings": settings, "image": _to_uint8(img), "probs": probs}
+
+
 def _maximize_section(model_key: str, loaded: zoo.LoadedModel, target: int, convs: list[str]) -> None:
     st.subheader("Activation maximization")
-    c1, c2, c3 = st.columns(3)
-    with c1:
-        st.radio("Maximize", ["class logit", "channel (mean)", "neuron (centre)"], key=OBJECTIVE)
-    kind = {"class logit": "class", "channel (mean)": "channel", "neuron (centre)": "neuron"}[st.session_state[OBJECTIVE]]
-    with c2:
-        if kind == "class":
-            st.selectbox(
-                "Class", list(range(len(loaded.classes))), format_func=lambda i: f"{i}: {loaded.classes[i]}", key=CLASS, **S.unless_set(CLASS, index=target)
-            )
-        else:
-            st.selectbox("Layer", convs, key=OBJ_LAYER, **S.unless_set(OBJ_LAYER, index=len(convs) - 1))
-            st.number_input("Channel", min_value=0, max_value=4095, step=1, key=CHANNEL, **S.unless_set(CHANNEL, value=0))
-    with c3:
-        st.radio("Parametrization", list(PARAMS), key=PARAM, format_func=PARAMS.get)
-        st.slider("Steps", 16, 512, key=STEPS, step=16, **S.unless_set(STEPS, value=128))
-        st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key=SEED, **S.unless_set(SEED, value=0))
-    index = int(st.session_state[CLASS]) if kind == "class" else int(st.session_state[CHANNEL])
-    layer = None if kind == "class" else st.session_state[OBJ_LAYER]
+    kind, index, layer = _objective_settings(loaded, target, convs)
     settings = (model_key, kind, index, layer, st.session_state[PARAM], int(st.session_state[STEPS]), int(st.session_state[SEED]))
     if st.button("Optimize", type="primary"):
-        work.resume()
-        preview = st.empty()
-        w = work.Work(work.signature("maximize", settings), "Optimizing...", key="anatomy_opt")
-
-        def show(step: int, steps: int, img: torch.Tensor) -> None:
-            preview.image(_to_uint8(img), caption=f"step {step}", width=256)
-
-        pixel = st.session_state[PARAM] == "pixel"
-        try:
-            with w:
-                img = V.maximize(
-                    loaded,
-                    V.Objective(kind, index, layer),
-                    steps=settings[5],
-                    seed=settings[6],
-                    param=st.session_state[PARAM],
-                    transforms=not pixel,
-                    l2=1.0 if pixel and kind == "class" else 0.0,
-                    tv=0.05 if pixel and kind != "class" else 0.0,
-                    preview=show,
-                    preview_every=8,
-                )
-        except InputError as exc:
-            preview.empty()
-            st.error(str(exc))
-            return
-        preview.empty()
-        probs = loaded.predict(loaded.normalize(img))[0].cpu().numpy()
-        st.session_state[RESULT] = {"settings": settings, "image": _to_uint8(img), "probs": probs}
+        _optimize(loaded, settings)
     res = st.session_state.get(RESULT)
     if not res or res["settings"][0] != model_key:
         return
