@@ -21,6 +21,8 @@ import explainers
 import metrics
 import zoo
 from core.errors import InputError
+from metrics import shortcut
+from metrics.region import explain_set
 
 log = logging.getLogger(__name__)
 
@@ -273,5 +275,72 @@ def fragility(
     """Ghorbani et al.'s attack on one method's map, or the reason it does not apply."""
     try:
         return metrics.fragility(_model, _x, target, method, attack=attack, eps=eps, steps=steps, seed=seed, method_params=dict(params))
+    except InputError as exc:
+        return str(exc)
+
+
+@dataclass(frozen=True)
+class SetMaps:
+    """One method's maps for a set of images (float32 [N,H,W]) with the runtime, or the reason they are missing."""
+
+    method: str
+    maps: np.ndarray | None
+    seconds: float
+    error: str | None = None
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def set_maps(
+    model_key: str, set_key: str, method: str, params: tuple[tuple[str, object], ...], targets: tuple[int, ...], _model: zoo.LoadedModel, _x: torch.Tensor
+) -> SetMaps:
+    """``metrics.region.explain_set`` for a set of images (``set_key`` names the images, ``targets`` the classes)."""
+    start = time.perf_counter()
+    try:
+        t = torch.tensor(targets, device=_x.device)
+        out = explain_set(_model, _x, t, method, dict(params))
+        return SetMaps(method, out.cpu().numpy().astype(np.float32), time.perf_counter() - start)
+    except InputError as exc:
+        return SetMaps(method, None, time.perf_counter() - start, str(exc))
+    except Exception as exc:  # one method failing must not break the page
+        log.exception("%s failed on %s", method, model_key)
+        return SetMaps(method, None, time.perf_counter() - start, f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def shortcut_set(n: int, mode: str, _model: zoo.LoadedModel) -> shortcut.ShortcutSet:
+    """The shortcut model's ``n`` test images of one mode (agree / absent / other)."""
+    return shortcut.shortcut_set(_model, n, mode)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def shortcut_accuracies(n: int, _model: zoo.LoadedModel) -> dict[str, float]:
+    """The shortcut model's accuracy on ``n`` images of each test set."""
+    return shortcut.accuracies(_model, n)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def shortcut_pasted(n: int, _model: zoo.LoadedModel) -> metrics.Counterfactual:
+    """Another class's marker pasted onto ``n`` marker-free images."""
+    return shortcut.pasted_markers(_model, n)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def removed_region(
+    model_key: str, set_key: str, region_key: str, targets: tuple[int, ...], substrate: str, _model: zoo.LoadedModel, _x: torch.Tensor, _region: torch.Tensor
+) -> metrics.Counterfactual | str:
+    """p(target) before and after the region (``region_key`` names it) is removed from each image, or why not."""
+    try:
+        return metrics.remove_region(_model, _x, _region, torch.tensor(targets, device=_x.device), substrate=substrate)
+    except InputError as exc:
+        return str(exc)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def pasted_region(
+    model_key: str, set_key: str, region_key: str, source: int, target: int, _model: zoo.LoadedModel, _x: torch.Tensor, _region: torch.Tensor
+) -> metrics.Counterfactual | str:
+    """p(target) of every image before and after the region of image ``source`` is pasted onto it, or why not."""
+    try:
+        return metrics.paste_region(_model, _x, _x[source : source + 1], _region, target)
     except InputError as exc:
         return str(exc)

@@ -1,7 +1,8 @@
 """Quantitative metrics of attribution maps, in one registry.
 
 Public API: ``deletion_insertion`` (curves and AUCs), ``road``, ``infidelity``, ``pointing_game``,
-``relevance_mass``, ``gini``, ``entropy``; ``score(name, model, x, target, maps)`` for any registered
+``relevance_mass`` (the share of a map inside any region), ``rank_accuracy``, ``gini``, ``entropy``; region shares over a
+set (``region_scores``, ``over_set``) and the counterfactual check of a region (``remove_region``, ``paste_region``); ``score(name, model, x, target, maps)`` for any registered
 metric; ``names()`` / ``get(name)``. A metric is one decorated function in one module (see
 ``metrics.registry``). Nothing here imports streamlit.
 """
@@ -19,13 +20,16 @@ from metrics import complexity as _complexity  # noqa: F401  (registration)
 from metrics import deletion_insertion as _di  # noqa: F401
 from metrics import infidelity as _infidelity  # noqa: F401
 from metrics import localization as _localization  # noqa: F401
+from metrics import region as _region  # noqa: F401
 from metrics import road as _road  # noqa: F401
 from metrics.common import as_module, check_maps, check_target, check_x
 from metrics.complexity import entropy, gini
+from metrics.counterfactual import Counterfactual, paste_region, remove_region
 from metrics.deletion_insertion import DeletionInsertion, auc, deletion_insertion, perturbed
 from metrics.infidelity import infidelity
 from metrics.localization import pointing_game, relevance_mass
 from metrics.randomization import SIMILARITIES, DataRandomization, Randomization, data_randomization, map_similarity, model_blocks, model_randomization
+from metrics.region import SetScore, area_share, concentration, over_set, rank_accuracy, region_scores
 from metrics.registry import CATEGORIES, METRICS, MetricContext, MetricSpec, metric
 from metrics.road import Road, impute, road
 from metrics.robustness import Adversarial, Fragility, Sensitivity, adversarial, dissimilarity, fragility, sensitivity, sensitivity_samples
@@ -48,6 +52,15 @@ __all__ = [
     "map_similarity",
     "model_blocks",
     "model_randomization",
+    "Counterfactual",
+    "SetScore",
+    "area_share",
+    "concentration",
+    "over_set",
+    "paste_region",
+    "rank_accuracy",
+    "region_scores",
+    "remove_region",
     "DeletionInsertion",
     "MetricContext",
     "MetricSpec",

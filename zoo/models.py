@@ -366,6 +366,18 @@ register_model(
 )
 
 
+register_model(
+    dataclasses.replace(
+        MODELS.get("synthetic_shapes"),
+        name="synthetic_shapes_shortcut",
+        title="Synthetic shapes CNN, shortcut",
+        build=lambda: _build_shapes("shapes_cnn_shortcut.pt"),
+        description="The same CNN trained with a class marker (a coloured corner square) in 95% of its images: right for the wrong reason (the Bias page).",
+        weights_file=lambda: WEIGHTS_DIR / "shapes_cnn_shortcut.pt",
+    )
+)
+
+
 # ---------------------------------------------------------------------------------------
 # 4. The user's own TorchScript model.
 
