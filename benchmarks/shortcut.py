@@ -25,22 +25,35 @@ from metrics import shortcut  # noqa: E402
 SLOW = {"rise", "lime", "kernel_shap"}
 
 
+def _row(m: str, scores: dict, s: shortcut.ShortcutSet, seconds: float) -> dict:
+    row = {"method": m, "seconds": round(seconds, 1)}
+    for measure, by_region in scores.items():
+        for region, v in by_region.items():
+            per_area = {measure: v, f"{measure}_x_area": metrics.concentration(v, getattr(s, region))} if measure == "relevance_mass" else {measure: v}
+            for name, values in per_area.items():
+                r = metrics.over_set(values)
+                row.update({f"{name}_{region}": r.mean, f"{name}_{region}_low": r.low, f"{name}_{region}_high": r.high})
+    mk_low, sh_low = (row[f"relevance_mass_x_area_{r}_low"] for r in ("marker", "shape"))
+    mk_high, sh_high = (row[f"relevance_mass_x_area_{r}_high"] for r in ("marker", "shape"))
+    row["points_at"] = "marker" if mk_low > sh_high else ("shape" if sh_low > mk_high else "neither clearly")
+    return row
+
+
+def _cell(row: dict, k: str) -> str:
+    return f"{row[k]:.3f} [{row[k + '_low']:.3f}, {row[k + '_high']:.3f}]"
+
+
 def _shares(loaded: zoo.LoadedModel, s: shortcut.ShortcutSet, t, methods: list[str]) -> list[dict]:
     rows = []
     for m in methods:
         t0 = time.perf_counter()
         _, scores = shortcut.shares(loaded, s, t, m)
-        seconds = time.perf_counter() - t0
-        row = {"method": m, "seconds": round(seconds, 1)}
-        for measure, by_region in scores.items():
-            for region, v in by_region.items():
-                r = metrics.over_set(v)
-                row.update({f"{measure}_{region}": r.mean, f"{measure}_{region}_low": r.low, f"{measure}_{region}_high": r.high})
+        row = _row(m, scores, s, time.perf_counter() - t0)
         rows.append(row)
-        mk, sh = (metrics.SetScore(row[f"relevance_mass_{r}"], row[f"relevance_mass_{r}_low"], row[f"relevance_mass_{r}_high"], 0) for r in ("marker", "shape"))
         print(
-            f"| {explainers.get(m).title} | {mk.mean:.3f} [{mk.low:.3f}, {mk.high:.3f}] | {sh.mean:.3f} [{sh.low:.3f}, {sh.high:.3f}] "
-            f"| {row['relevance_rank_marker']:.3f} | {row['relevance_rank_shape']:.3f} | {seconds:.0f} |",
+            f"| {explainers.get(m).title} | {_cell(row, 'relevance_mass_marker')} | {_cell(row, 'relevance_mass_shape')} "
+            f"| {row['relevance_mass_x_area_marker']:.1f} | {row['relevance_mass_x_area_shape']:.1f} | {row['points_at']} "
+            f"| {row['relevance_rank_marker']:.3f} | {row['relevance_rank_shape']:.3f} | {row['seconds']:.0f} |",
             flush=True,
         )
     return rows
@@ -59,7 +72,10 @@ def main() -> None:
     s = shortcut.shortcut_set(loaded, n, "agree")
     t = s.labels
     print(f"area share: marker {float(metrics.area_share(s.marker).mean()):.4f}, shape {float(metrics.area_share(s.shape).mean()):.4f}")
-    print("\n| method | share on the marker [95% CI] | share on the shape [95% CI] | rank acc. marker | rank acc. shape | s |\n|---|---|---|---|---|---|")
+    print(
+        "\n| method | share on the marker [95% CI] | share on the shape [95% CI] | marker × area | shape × area | points at "
+        "| rank acc. marker | rank acc. shape | s |\n|---|---|---|---|---|---|---|---|---|"
+    )
     rows = _shares(loaded, s, t, methods)
     out = ROOT / "artifacts" / "shortcut_shares.csv"
     out.parent.mkdir(exist_ok=True)

@@ -40,20 +40,19 @@ MASK_FILE = "bias::mask_file"
 PASTE_FROM = "bias::paste_from"
 PROBE_RUN = "bias::probe_run"
 PROBE_SUBSTRATE = "bias::probe_substrate"
-DEFAULT_METHODS = [
+DEFAULT_METHODS = [  # the cheap ones (Occlusion, Score-CAM, LIME, KernelSHAP and RISE take minutes per hundred images on a CPU)
     "saliency",
     "input_x_gradient",
     "integrated_gradients",
     "smoothgrad",
     "guided_backprop",
+    "deconvolution",
     "deeplift",
     "gradcam",
     "gradcam_plus_plus",
-    "scorecam",
     "guided_gradcam",
-    "occlusion",
-    "rise",
     "lrp_epsilon_plus",
+    "lrp_alpha_beta",
     "edge_sobel",
     "random",
 ]
@@ -167,6 +166,8 @@ def _shares_section(results: dict[str, cache.SetMaps], s: shortcut.ShortcutSet, 
     st.plotly_chart(_share_chart(rows, s, measure), key="bias_bars")
     table = rows.assign(**{c: rows[c].map(_cell) for c in ("marker", "shape")}, **{c: rows[c].map(lambda v: f"{v.mean:.1f}") for c in ("marker ×", "shape ×")})
     st.dataframe(table, hide_index=True, column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
+    verdicts = {v: ", ".join(rows.loc[rows["points at"] == v, "method"]) or "none" for v in ("marker", "shape", "neither clearly")}
+    st.markdown(f"**Point at the marker:** {verdicts['marker']}. **At the shape:** {verdicts['shape']}. **Neither clearly:** {verdicts['neither clearly']}.")
     cols = ("marker", "shape", "marker ×", "shape ×")
     csv = rows.assign(**{f"{c} {k}": [getattr(v, k) for v in rows[c]] for c in cols for k in ("mean", "low", "high")}).drop(columns=list(cols))
     st.download_button("Download the shares (CSV)", csv.to_csv(index=False).encode(), file_name="bias_shares.csv", mime="text/csv", on_click="ignore")

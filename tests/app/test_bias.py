@@ -48,6 +48,11 @@ def test_the_shortcut_model_shows_its_accuracy_drop_the_shares_and_the_counterfa
     at.selectbox(key="bias::measure").set_value("relevance_rank").run()  # another measure: redrawn from the cache
     assert not at.exception, at.exception
     assert "Relevance rank accuracy" in at.get("plotly_chart")[0].proto.spec
+    # another class's marker, maps for the prediction: the evidence for the (wrong) prediction is the marker
+    at.selectbox(key="bias::test").set_value("other").run()
+    _click(at, "Run the shortcut check")
+    assert not at.exception, at.exception
+    assert _frame(at, "points at").set_index("method").loc["Gradient x Input", "points at"] == "marker"
 
 
 def test_the_probe_with_a_box_and_with_a_mask_image():
