@@ -25,6 +25,7 @@ import explainers
 import metrics
 import zoo
 from core.errors import InputError
+from metrics import shortcut
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -227,3 +228,47 @@ def cam_channels(model_key: str, _model: zoo.LoadedModel) -> int:
     name = _model.cam_layer or (convs[-1] if convs else None)
     shape = shapes.get(name) if name else None
     return int(shape[0]) if shape else 512
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+@outcome
+def set_maps(model_key: str, set_key: str, method: str, params: Params, targets: tuple[int, ...], _model: zoo.LoadedModel, _x: torch.Tensor) -> np.ndarray:
+    """One method's maps float32 [N,H,W] for a set of images (``set_key`` names the images, ``targets`` the classes)."""
+    t = torch.tensor(targets, device=_x.device)
+    return metrics.explain_set(_model, _x, t, method, dict(params)).cpu().numpy().astype(np.float32)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def shortcut_set(n: int, mode: str, _model: zoo.LoadedModel) -> shortcut.ShortcutSet:
+    """The shortcut model's ``n`` test images of one mode (agree / absent / other)."""
+    return shortcut.shortcut_set(_model, n, mode)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def shortcut_accuracies(n: int, _model: zoo.LoadedModel) -> dict[str, float]:
+    """The shortcut model's accuracy on ``n`` images of each test set."""
+    return shortcut.accuracies(_model, n)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def shortcut_pasted(n: int, _model: zoo.LoadedModel) -> metrics.Counterfactual:
+    """Another class's marker pasted onto ``n`` marker-free images."""
+    return shortcut.pasted_markers(_model, n)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+@outcome
+def removed_region(
+    model_key: str, set_key: str, region_key: str, targets: tuple[int, ...], substrate: str, _model: zoo.LoadedModel, _x: torch.Tensor, _region: torch.Tensor
+) -> metrics.Counterfactual:
+    """p(target) before and after the region (``region_key`` names it) is removed from each image."""
+    return metrics.remove_region(_model, _x, _region, torch.tensor(targets, device=_x.device), substrate=substrate)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+@outcome
+def pasted_region(
+    model_key: str, set_key: str, region_key: str, source: int, target: int, _model: zoo.LoadedModel, _x: torch.Tensor, _region: torch.Tensor
+) -> metrics.Counterfactual:
+    """p(target) of every image before and after the region of image ``source`` is pasted onto it."""
+    return metrics.paste_region(_model, _x, _x[source : source + 1], _region, target)

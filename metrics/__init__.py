@@ -4,7 +4,8 @@ Public API: ``score(name, model, x, target, maps)`` for any registered metric, `
 richer results behind some of them: ``deletion_insertion`` (curves and AUCs), ``road`` (curves); the sanity checks
 (``model_randomization``, ``data_randomization``); robustness (``sensitivity``, ``adversarial``, ``fragility``);
 map similarity (``map_similarity``, ``dissimilarity``); the primitives ``gini``, ``entropy``, ``pointing_hits``,
-``positive_share``. A metric is one decorated function in one module (see ``metrics.registry``). Nothing here
+``positive_share``; region shares over a set (``region_scores``, ``over_set``) and the counterfactual check of a
+region (``remove_region``, ``paste_region``). A metric is one decorated function in one module (see ``metrics.registry``). Nothing here
 imports streamlit.
 """
 
@@ -15,26 +16,38 @@ from typing import Any
 import torch
 
 from core.errors import ParameterError
-from metrics import complexity, infidelity, localization  # noqa: F401  (registration)
+from metrics import complexity, infidelity, localization, region  # noqa: F401  (registration)
 from metrics.attacks import Adversarial, adversarial, pgd
 from metrics.common import Inputs, prepare
 from metrics.complexity import entropy, gini
+from metrics.counterfactual import Counterfactual, paste_region, remove_region
 from metrics.deletion_insertion import DeletionInsertion, auc, deletion_insertion, perturbed
 from metrics.fragility import Fragility, fragility
 from metrics.localization import pointing_hits, positive_share
 from metrics.randomization import DataRandomization, Randomization, data_randomization, model_blocks, model_randomization, random_floor
+from metrics.region import SetScore, area_share, concentration, explain_set, over_set, rank_accuracy, region_scores
 from metrics.registry import CATEGORIES, METRICS, MetricContext, MetricSpec, metric
 from metrics.road import Road, impute, road
 from metrics.sensitivity import Sensitivity, sensitivity, sensitivity_samples
 from metrics.similarity import SIMILARITIES, dissimilarity, map_similarity
 
-MODULE_ORDER = ("deletion_insertion", "road", "infidelity", "localization", "complexity")
+MODULE_ORDER = ("deletion_insertion", "road", "infidelity", "localization", "region", "complexity")
 
 __all__ = [
     "CATEGORIES",
     "METRICS",
     "SIMILARITIES",
     "Adversarial",
+    "Counterfactual",
+    "SetScore",
+    "area_share",
+    "concentration",
+    "explain_set",
+    "over_set",
+    "paste_region",
+    "rank_accuracy",
+    "region_scores",
+    "remove_region",
     "DataRandomization",
     "DeletionInsertion",
     "Fragility",

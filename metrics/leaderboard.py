@@ -163,7 +163,8 @@ def _score_item(
     return rows
 
 
-def _ci(values: np.ndarray, seed: int, n_boot: int) -> tuple[float, float]:
+def bootstrap_ci(values: np.ndarray, seed: int = 0, n_boot: int = 2000) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of ``values`` [N] (scipy; seeded); a point for fewer than 2 or equal values."""
     if values.size < 2 or np.all(values == values[0]):
         return float(values.mean()), float(values.mean())
     res = stats.bootstrap((values,), np.mean, n_resamples=n_boot, method="percentile", confidence_level=0.95, rng=np.random.default_rng(seed))
@@ -186,7 +187,7 @@ def summarize(rows: Iterable[dict[str, Any]], *, seed: int = 0, n_boot: int = 20
     out = []
     for (k, m), vals in groups.items():
         arr = np.asarray(vals, dtype=float)
-        low, high = _ci(arr, seed, n_boot) if arr.size else (math.nan, math.nan)
+        low, high = bootstrap_ci(arr, seed, n_boot) if arr.size else (math.nan, math.nan)
         out.append(
             {
                 "metric": k,

@@ -4,7 +4,8 @@
   map's maximum (first in raster order on ties) lies within ``tolerance`` pixels of the mask. TorchRay's
   protocol uses 15 px at 224 px; the default here scales it to the input, round(15 * H / 224).
 - Relevance mass accuracy (Arras et al. 2022, "CLEVR-XAI", Information Fusion): the share of the map's
-  positive relevance that falls inside the mask (0 when the map has no positive value).
+  positive relevance that falls inside the mask (0 when the map has no positive value). With any other region as
+  the mask it is the region's share of the map (``metrics.region``).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def pointing_game(ctx: MetricContext, maps: dict[str, torch.Tensor], *, toleranc
     category="localization",
     higher_is_better=True,
     paper="Arras et al. 2022, CLEVR-XAI (Information Fusion)",
-    conventions="share of the positive relevance inside the object mask",
+    conventions="share of the positive relevance inside the mask (the object mask, or any region: a marker, a box)",
     needs_mask=True,
 )
 def relevance_mass(ctx: MetricContext, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

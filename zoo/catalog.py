@@ -184,3 +184,13 @@ register_model(
         weights_file=lambda: WEIGHTS_DIR / "shapes_cnn_permuted.pt",
     )
 )
+
+register_model(
+    dataclasses.replace(
+        MODELS.get("synthetic_shapes"),
+        name="synthetic_shapes_shortcut",
+        title="Synthetic shapes CNN, shortcut",
+        build=lambda: _build_shapes("shapes_cnn_shortcut.pt"),
+        weights_file=lambda: WEIGHTS_DIR / "shapes_cnn_shortcut.pt",
+    )
+)

@@ -16,6 +16,8 @@ import torch
 from skimage import draw
 from torch import nn
 
+from core.errors import ParameterError
+
 CLASSES: list[str] = ["circle", "square", "triangle", "cross"]
 SIZE: int = 64
 
@@ -108,6 +110,82 @@ def make_dataset(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.T
     y = torch.tensor([s.label for s in samples])
     m = torch.from_numpy(np.stack([s.mask for s in samples]))
     return x, y, m
+
+
+# ---------------------------------------------------------------------------------------
+# The shortcut variant: a class-specific marker that the model can use instead of the shape.
+
+MARKER_MODES: tuple[str, ...] = ("train", "agree", "absent", "other")
+MARKER_SIZE: int = 5  # px per side
+MARKER_MARGIN: int = 2  # px from the image's edges
+# one pure colour and one corner per class (circle, square, triangle, cross)
+MARKER_COLOURS: tuple[tuple[int, int, int], ...] = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0))
+MARKER_CORNERS: tuple[tuple[str, str], ...] = (("top", "left"), ("top", "right"), ("bottom", "left"), ("bottom", "right"))
+TRAIN_AGREEMENT: float = 0.95  # share of training images that carry their class's marker (the others: none)
+SHORTCUT_TEST_SEED: int = 10_000  # the test sets of the shortcut model (training uses seed 0)
+
+
+def marker_mask(cls: int) -> np.ndarray:
+    """The pixels of class ``cls``'s marker: a MARKER_SIZE square MARKER_MARGIN px from its corner, bool [64,64]."""
+    vertical, horizontal = MARKER_CORNERS[cls]
+    top = MARKER_MARGIN if vertical == "top" else SIZE - MARKER_MARGIN - MARKER_SIZE
+    left = MARKER_MARGIN if horizontal == "left" else SIZE - MARKER_MARGIN - MARKER_SIZE
+    mask = np.zeros((SIZE, SIZE), dtype=bool)
+    mask[top : top + MARKER_SIZE, left : left + MARKER_SIZE] = True
+    return mask
+
+
+def _marker_classes(labels: np.ndarray, marker: str, seed: int) -> np.ndarray:
+    """Which class's marker each image carries (-1: none); drawn from its own stream, one draw pair per image, so
+    the n first images of a set are the same for every n and every mode."""
+    rng = np.random.default_rng([seed, 17])
+    draws = [(rng.random(), int(rng.integers(1, len(CLASSES)))) for _ in labels]
+    u = np.array([d[0] for d in draws])
+    shift = np.array([d[1] for d in draws], dtype=np.int64)
+    if marker == "agree":
+        return labels.copy()
+    if marker == "absent":
+        return np.full_like(labels, -1)
+    if marker == "other":
+        return (labels + shift) % len(CLASSES)
+    return np.where(u < TRAIN_AGREEMENT, labels, -1)
+
+
+def make_shortcut_dataset(n: int, seed: int, marker: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The shapes set with a shortcut: each class has its marker (a 5 x 5 square of a pure colour in a corner of its
+    own, ``MARKER_COLOURS`` / ``MARKER_CORNERS``), drawn over everything else.
+
+    ``marker``: "train" (95% of the images carry their class's marker, 5% none), "agree" (every image its class's
+    marker), "absent" (none), "other" (every image the marker of another class, uniformly). The shapes, backgrounds
+    and distractors depend on ``seed`` only, so the four modes of one seed differ in the marker alone.
+    Returns images float [n,3,64,64] in [0,1], labels [n], shape masks and marker masks bool [n,64,64]; a shape
+    mask holds the shape's visible pixels (a marker over a shape's tip hides it), so the two masks never overlap.
+    """
+    if marker not in MARKER_MODES:
+        raise ParameterError(f"marker must be one of {', '.join(MARKER_MODES)}; got {marker!r}")
+    if n < 0:
+        raise ParameterError(f"n must be >= 0; got {n}")
+    rng = np.random.default_rng(seed)
+    samples = [make_sample(rng) for _ in range(n)]
+    labels = np.array([s.label for s in samples], dtype=np.int64)
+    images = np.stack([s.image for s in samples]) if n else np.zeros((0, SIZE, SIZE, 3), np.uint8)
+    shapes = np.stack([s.mask for s in samples]) if n else np.zeros((0, SIZE, SIZE), bool)
+    markers = np.zeros_like(shapes)
+    for i, cls in enumerate(_marker_classes(labels, marker, seed)):
+        if cls >= 0:
+            markers[i] = marker_mask(int(cls))
+            images[i][markers[i]] = MARKER_COLOURS[cls]
+            shapes[i] &= ~markers[i]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    return x, torch.from_numpy(labels), torch.from_numpy(shapes), torch.from_numpy(markers)
+
+
+def marker_class(markers: torch.Tensor) -> torch.Tensor:
+    """Which class's marker each mask [n,64,64] shows (read from its corner) -> long [n], -1 where there is none."""
+    out = torch.full((markers.shape[0],), -1, dtype=torch.long)
+    for cls in range(len(CLASSES)):
+        out[(markers & torch.from_numpy(marker_mask(cls))).flatten(1).any(1)] = cls
+    return out
 
 
 class ShapesCNN(nn.Module):
