@@ -25,12 +25,14 @@ from dataclasses import dataclass
 
 @dataclass
 class Stage:
-    """One level of nested work: ``done`` of ``total`` jobs of ``what``; ``note`` names the current job."""
+    """One level of nested work: ``done`` of ``total`` jobs of ``what``; ``note`` names the current job. A stage
+    counted in forward passes (``unit="passes"``) moves with every ``passes(n)`` made inside it."""
 
     what: str
     total: int
     done: int = 0
     note: str = ""
+    unit: str = "jobs"
 
     def at(self, done: int, note: str = "") -> None:
         """Job ``done`` (0-based) of ``total`` starts; ``note`` says which. Reports and may cancel."""
@@ -69,9 +71,10 @@ def active() -> bool:
 
 
 @contextlib.contextmanager
-def stage(what: str, total: int) -> Iterator[Stage]:
-    """A nested stage of ``total`` jobs; its fraction counts inside the enclosing stage's current job."""
-    s = Stage(what, max(int(total), 1))
+def stage(what: str, total: int, unit: str = "jobs") -> Iterator[Stage]:
+    """A nested stage of ``total`` jobs (or forward passes: ``unit="passes"``); its fraction counts inside the
+    enclosing stage's current job."""
+    s = Stage(what, max(int(total), 1), unit=unit)
     token = _STAGES.set((*_STAGES.get(), s))
     try:
         tick()
@@ -85,6 +88,15 @@ def advance(note: str = "", n: int = 1) -> None:
     stages = _STAGES.get()
     if stages:
         stages[-1].done = min(stages[-1].done + n, stages[-1].total)
+    tick(note)
+
+
+def passes(n: int, note: str = "") -> None:
+    """``n`` forward passes (images) done: the innermost stage counted in passes moves (a plain tick without one)."""
+    for s in reversed(_STAGES.get()):
+        if s.unit == "passes":
+            s.done = min(s.done + int(n), s.total)
+            break
     tick(note)
 
 

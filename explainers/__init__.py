@@ -19,9 +19,10 @@ from torch import nn
 from core import memory, progress
 from core.checks import as_module, check_target, check_x
 from core.errors import InputError
-from core.model_state import Hooks, using
+from core.model_state import using
 from explainers import cam, controls, gradient, perturbation, propagation  # noqa: F401  (registration)
 from explainers.context import Context
+from explainers.hooks import tick_per_forward
 from explainers.registry import EXPLAINERS, FAMILIES, ExplainerSpec, explainer
 
 __all__ = ["EXPLAINERS", "FAMILIES", "Context", "ExplainerSpec", "by_family", "default_methods", "explain", "explainer", "get", "names"]
@@ -50,16 +51,6 @@ def by_family() -> dict[str, list[str]]:
 def default_methods() -> list[str]:
     """The methods the Compare page shows first (about 10 s on a 2-core CPU at 224 px)."""
     return [n for n, s in EXPLAINERS.items() if s.default]
-
-
-def _tick_per_forward(model: nn.Module, hooks: Hooks, title: str) -> None:
-    """While a progress reporter listens: one ``progress.tick`` per forward pass of ``model`` (a pre-hook on its first
-    layer, in the computation's hook list; private copies such as LRP's never get it). Nothing for TorchScript."""
-    if not progress.active() or isinstance(model, torch.jit.ScriptModule):
-        return
-    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
-    if first is not None:
-        hooks.forward_pre(first, lambda *_: progress.tick(title))
 
 
 def _bounds(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -94,8 +85,9 @@ def explain(
     ``model`` is a ``zoo.LoadedModel`` (its CAM layer and pixel range are used) or a plain ``nn.Module`` (``layer``
     names the CAM layer). ``seed`` seeds a stochastic method and is ignored by the others.
     Runs inside ``core.model_state.using``: the model's lock held, hooks removed, mode and flags restored. Raises
-    ``ParameterError`` / ``MethodNotApplicable`` (``ValueError`` subclasses) with a readable reason. Ticks
-    ``core.progress`` once per forward pass (a reporter may cancel the work).
+    ``ParameterError`` / ``MethodNotApplicable`` (``ValueError`` subclasses) with a readable reason. A
+    ``core.progress`` stage counted in forward passes (the method's cost), moved at every pass (a reporter may
+    cancel the work there).
     """
     spec = get(name)
     resolved = spec.resolve(params, seed)
@@ -103,9 +95,10 @@ def explain(
     x = check_x(x)
     classes = getattr(model, "classes", None)
     t = check_target(target, x.shape[0], x.device, None if classes is None else len(classes))
-    with using(net) as hooks, torch.enable_grad():
+    fwd, fb = spec.cost(resolved, *x.shape[-2:], 256)
+    with using(net) as hooks, torch.enable_grad(), progress.stage(spec.title, max(1, (fwd + fb) * x.shape[0]), unit="passes"):
         ctx = Context(model=net, hooks=hooks, layer=layer or getattr(model, "cam_layer", None), bounds=_bounds(model, x))
-        _tick_per_forward(net, hooks, spec.title)
+        tick_per_forward(net, hooks, spec.title)
         _fit_batch(spec, net, x, resolved)
         out = spec.fn(ctx, x, t, **resolved)
     out = out.detach().float()

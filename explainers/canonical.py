@@ -14,6 +14,7 @@ import torch.fx as fx
 from torch import nn
 from zennit.layer import Sum
 
+from core import progress
 from core.errors import MethodNotApplicable
 from core.fx import Tracer, fold_batchnorm
 from core.model_state import model_lock, private_copy
@@ -27,6 +28,7 @@ def canonical_copy(model: nn.Module) -> fx.GraphModule:
     with model_lock(model):
         gm = _CANONICAL.get(model)
         if gm is None:
+            progress.tick("building the model's canonical copy (once per model)")
             gm = _CANONICAL[model] = _build(model)
         return gm
 

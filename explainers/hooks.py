@@ -1,5 +1,5 @@
 """Hooks that methods attach for a moment: the Guided Backprop / DeconvNet backward rules on every activation call,
-and the capture of a layer's output; each a context manager over a ``core.model_state.Hooks`` list.
+the capture of a layer's output, and progress at every forward pass; each through a ``core.model_state.Hooks`` list.
 
 The rules are attached by a forward hook on *each call* of every activation module: EfficientNet-Lite0 reuses one
 ``nn.ReLU6`` twice per block, and captum's rules only cover ``nn.ReLU`` (they would silently return the plain
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from core import progress
 from core.errors import MethodNotApplicable
 from core.fx import ACTIVATIONS
 from core.model_state import Hooks
@@ -97,3 +98,13 @@ def capture_layer(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     with Hooks() as hooks:
         hooks.forward(module, hook)
         yield store
+
+
+def tick_per_forward(model: nn.Module, hooks: Hooks, title: str) -> None:
+    """While a progress reporter listens: ``progress.passes`` at every forward pass of ``model`` (a pre-hook on its
+    first layer, in the computation's hook list, counting the batch's images). Nothing for TorchScript."""
+    if not progress.active() or isinstance(model, torch.jit.ScriptModule):
+        return
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    if first is not None:
+        hooks.forward_pre(first, lambda _m, args: progress.passes(args[0].shape[0] if args and hasattr(args[0], "shape") else 1, title))

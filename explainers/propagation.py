@@ -22,6 +22,7 @@ from zennit.types import Activation, AvgPool, Convolution
 from core.registry import Param
 from explainers.canonical import canonical_copy
 from explainers.context import Context
+from explainers.hooks import tick_per_forward
 from explainers.registry import explainer
 
 NO_BIAS = "bias"
@@ -30,6 +31,7 @@ NO_BIAS = "bias"
 def relevance(ctx: Context, x: torch.Tensor, target: torch.Tensor, composite: Composite) -> torch.Tensor:
     """Input relevance [B,3,H,W] of the target logit under ``composite``."""
     gm = canonical_copy(ctx.model)
+    tick_per_forward(gm, ctx.hooks, "relevance propagation")  # the copy is used under the model's lock; removed on exit
     xg = x.detach().clone().requires_grad_(True)
     with composite.context(gm) as modified:
         out = modified(xg)
