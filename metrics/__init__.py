@@ -2,7 +2,7 @@
 
 Public API: ``deletion_insertion`` (curves and AUCs), ``road``, ``infidelity``, ``pointing_game``,
 ``relevance_mass``, ``gini``, ``entropy``; ``score(name, model, x, target, maps)`` for any registered
-metric; ``names()`` / ``get(name)``. A metric is one decorated function in one module (see
+metric; ``names()`` / ``get(name)``; ``load_run(folder)`` reads a dataset run (``metrics.runs``). A metric is one decorated function in one module (see
 ``metrics.registry``). Nothing here imports streamlit.
 """
 
@@ -59,6 +59,7 @@ __all__ = [
     "gini",
     "impute",
     "infidelity",
+    "load_run",
     "metric",
     "names",
     "perturbed",
@@ -109,3 +110,11 @@ def score(
     ctx = MetricContext(net, x, t, mask=mask, seed=seed, batch_size=batch_size, compile=compile, progress=progress)
     with model_lock(net):
         return spec.fn(ctx, checked, **resolved)
+
+
+def load_run(path: Any) -> Any:
+    """A dataset run read back (``metrics.runs.Run``: manifest, predictions, scores, maps on demand); imported on
+    first use, so ``import metrics`` does not load pyarrow and pandas."""
+    from metrics.runs import load_run as load
+
+    return load(path)
