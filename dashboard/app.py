@@ -24,6 +24,7 @@ st.navigation(
         st.Page(PAGES / "sanity.py", title="Sanity checks", icon="🎲"),
         st.Page(PAGES / "robustness.py", title="Robustness", icon="🛡️"),
         st.Page(PAGES / "anatomy.py", title="Anatomy", icon="🔬"),
+        st.Page(PAGES / "dataset.py", title="Dataset", icon="🗂️"),
         st.Page(PAGES / "methods.py", title="Methods", icon="📚"),
         st.Page(PAGES / "server.py", title="Server", icon="🖥️"),
     ]

@@ -14,6 +14,7 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -21,6 +22,8 @@ import explainers
 import metrics
 import zoo
 from core.errors import InputError
+from metrics import runs
+from metrics.runs import analysis
 
 log = logging.getLogger(__name__)
 
@@ -275,3 +278,53 @@ def fragility(
         return metrics.fragility(_model, _x, target, method, attack=attack, eps=eps, steps=steps, seed=seed, method_params=dict(params))
     except InputError as exc:
         return str(exc)
+
+
+# ------------------------------------------------------------------------------------------ dataset runs
+# Keyed by the run folder and ``metrics.runs.version`` (changes with its files): a growing run is read again.
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def run(path: str, version: str) -> runs.Run:
+    """A run's tables, read once per version of its files and shared read-only by the sessions (no copy per rerun:
+    a 50 000-image run's probabilities are 200 MB)."""
+    return runs.load_run(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def run_maps(path: str, version: str, images: tuple[str, ...], methods: tuple[str, ...], kind: str) -> dict[str, dict[str, np.ndarray | None]]:
+    """{image: {method: map [s,s]}} for the label's (the target's) or the prediction's maps."""
+    return run(path, version).maps(images, methods, kind)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def run_pictures(path: str, version: str, images: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """{image: uint8 [h,w,3]} as stored in the run."""
+    return run(path, version).pictures(images)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def run_class_means(path: str, version: str, method: str, images: tuple[str, ...]) -> dict[int, tuple[np.ndarray, int]]:
+    """Per target class: the mean map of ``method`` over ``images`` and how many."""
+    return run(path, version).class_means(method, images)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def run_label_issues(path: str, version: str) -> pd.DataFrame | str:
+    """cleanlab's suspected label errors over the whole run, or why there are none to find."""
+    r = run(path, version)
+    try:
+        return analysis.label_issues(r.predictions, r.probs)
+    except InputError as exc:
+        return str(exc)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def run_leaderboard(path: str, version: str, images: tuple[str, ...]) -> tuple[pd.DataFrame, list[str], np.ndarray, pd.DataFrame]:
+    """(summary, metrics, Kendall tau, summary per class) over ``images`` of the run."""
+    r = run(path, version)
+    keep = set(images)
+    scores = r.scores[r.scores["image"].isin(keep)]
+    summary = analysis.leaderboard(scores)
+    ks, tau = analysis.kendall(summary)
+    return summary, ks, tau, analysis.leaderboard_by_class(scores, r.predictions[r.predictions["image"].isin(keep)])

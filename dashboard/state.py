@@ -68,7 +68,7 @@ def persist() -> None:
     """Keep widget values across pages: Streamlit drops the value of a widget that a run does not draw,
     unless it was last set through session state (the documented workaround)."""
     for key in list(st.session_state):
-        if isinstance(key, str) and (key in DEFAULTS or key.startswith(("param::", "target::", "faith::"))):
+        if isinstance(key, str) and (key in DEFAULTS or key.startswith(("param::", "target::", "faith::", "dataset::"))):
             st.session_state[key] = st.session_state[key]
 
 

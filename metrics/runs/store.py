@@ -258,23 +258,29 @@ class Run:
 
         return {r["image"]: np.asarray(Image.open(io.BytesIO(r["thumb"])).convert("RGB")) for r in self._read(images, ["thumb"]).to_pylist()}
 
-    def class_means(self, method: str) -> dict[int, tuple[np.ndarray, int]]:
-        """Per target class: (mean of the method's maps, each scaled to max |value| = 1; |map| for unsigned methods,
-        float32 [s,s]; how many images). Read file by file: memory stays one part."""
+    def class_means(self, method: str, images: Sequence[str] | None = None) -> dict[int, tuple[np.ndarray, int]]:
+        """Per target class (the label, else the prediction): (mean of the method's maps over ``images`` (None:
+        all), each scaled to max |value| = 1, |map| for unsigned methods, float32 [s,s]; how many images). Read
+        file by file: memory stays one part."""
         size, signed = self.settings.map_size, explainers.get(method).signed
+        wanted = None if images is None else set(images)
         sums: dict[int, np.ndarray] = {}
         counts: dict[int, int] = {}
+        seen: set[str] = set()  # a shard and its last checkpoints may both be there for a moment
         for f in files(self.path):
-            for t, d in _pairs(f, method):
+            for name, t, d in _maps_column(f, method):
+                if name in seen or (wanted is not None and name not in wanted):
+                    continue
+                seen.add(name)
                 unit = decode_map(d, 1.0, size)
                 sums[t] = sums.get(t, 0) + (unit if signed else np.abs(unit))
                 counts[t] = counts.get(t, 0) + 1
         return {t: (sums[t] / counts[t], counts[t]) for t in sorted(sums)}
 
 
-def _pairs(f: Path, method: str) -> list[tuple[int, bytes]]:
-    t = pq.read_table(f, columns=["target", f"map:{method}"]).to_pydict()
-    return [(int(y), d) for y, d in zip(t["target"], t[f"map:{method}"], strict=True) if y is not None and d is not None]
+def _maps_column(f: Path, method: str) -> list[tuple[str, int, bytes]]:
+    t = pq.read_table(f, columns=["image", "target", f"map:{method}"]).to_pydict()
+    return [(n, int(y), d) for n, y, d in zip(t["image"], t["target"], t[f"map:{method}"], strict=True) if y is not None and d is not None]
 
 
 def _long_scores(wide: pd.DataFrame, s: RunSettings) -> pd.DataFrame:
@@ -312,8 +318,8 @@ def load_run(path: str | Path) -> Run:
     ok = wide[wide["error"].isna()].reset_index(drop=True)
     probs = np.stack(ok["probs"].to_numpy()).astype(np.float32) if len(ok) else np.zeros((0, len(classes)), np.float32)
     predictions = ok[[*BASE_COLUMNS, "file"]].drop(columns="error").astype({"label": "Int64", "prediction": "int64", "target": "int64", "correct": "boolean"})
-    predictions.insert(3, "label_name", predictions["label"].map(lambda y: classes[y] if pd.notna(y) else None))
-    predictions.insert(5, "prediction_name", predictions["prediction"].map(lambda y: classes[y]))
+    predictions.insert(3, "label_name", pd.Series([classes[y] if pd.notna(y) else None for y in predictions["label"]], dtype="str"))
+    predictions.insert(5, "prediction_name", pd.Series([classes[y] for y in predictions["prediction"]], dtype="str"))
     skipped = wide.loc[wide["error"].notna(), ["image", "error"]].reset_index(drop=True)
     return Run(path, manifest, predictions, _long_scores(wide, s), _timings(wide, s), skipped, probs)
 
