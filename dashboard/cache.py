@@ -320,11 +320,19 @@ def run_label_issues(path: str, version: str) -> pd.DataFrame | str:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def run_leaderboard(path: str, version: str, images: tuple[str, ...]) -> tuple[pd.DataFrame, list[str], np.ndarray, pd.DataFrame]:
-    """(summary, metrics, Kendall tau, summary per class) over ``images`` of the run."""
+def run_leaderboard(path: str, version: str, images: tuple[str, ...]) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """(summary, metrics, Kendall tau) over ``images`` of the run."""
+    scores = run(path, version).scores
+    summary = analysis.leaderboard(scores[scores["image"].isin(set(images))])
+    ks, tau = analysis.kendall(summary)
+    return summary, ks, tau
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def run_leaderboard_by_class(path: str, version: str, images: tuple[str, ...], metric: str) -> pd.DataFrame:
+    """The summary of one metric within each class, over ``images`` (one metric at a time: a 1000-class run is
+    1000 x methods bootstraps per metric)."""
     r = run(path, version)
     keep = set(images)
-    scores = r.scores[r.scores["image"].isin(keep)]
-    summary = analysis.leaderboard(scores)
-    ks, tau = analysis.kendall(summary)
-    return summary, ks, tau, analysis.leaderboard_by_class(scores, r.predictions[r.predictions["image"].isin(keep)])
+    scores = r.scores[r.scores["image"].isin(keep) & (r.scores["metric"] == metric)]
+    return analysis.leaderboard_by_class(scores, r.predictions[r.predictions["image"].isin(keep)])

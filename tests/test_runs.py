@@ -19,7 +19,7 @@ import explainers
 import metrics
 from core.errors import DatasetError
 from metrics.__main__ import main
-from metrics.runs import RunSettings, Store, decode_map, encode_map, engines, list_folder, list_images, load_ref, match_labels, run_dataset
+from metrics.runs import RunSettings, Store, analysis, decode_map, encode_map, engines, list_folder, list_images, load_ref, match_labels, run_dataset
 from zoo.synthetic import CLASSES, make_sample, write_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,8 +202,40 @@ def test_other_settings_on_a_run_folder_are_refused_naming_the_difference(refere
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(DatasetError, match="holds no run"):
         run_dataset(_settings(folder), tmp_path / "other")
-    Store(copy).begin({"format": 1, "settings": {"seed": 9}}, {}, {}, restart=True)  # --restart: the old run is gone
+    writer = Store(copy)
+    writer.begin({"format": 1, "settings": {"seed": 9}}, {}, {}, restart=True)  # --restart: the old run is gone
     assert not list(copy.glob("part-*.parquet")) and Store(copy).manifest()["settings"] == {"seed": 9}
+    with pytest.raises(DatasetError, match="another process is writing"):  # one writer at a time
+        Store(copy).begin({"format": 1, "settings": {"seed": 9}}, {}, {})
+    writer.finish(0, 0)
+    Store(copy).begin({"format": 1, "settings": {"seed": 9}}, {}, {})  # the lock is free again
+
+
+def test_analysis_tables_and_label_errors() -> None:
+    classes = ["a", "b", "c"]
+    labels = np.array([0] * 6 + [1] * 6 + [2] * 6)
+    probs = np.full((18, 3), 0.05)
+    probs[np.arange(18), labels] = 0.9
+    probs[[2, 9], :] = [[0.03, 0.94, 0.03], [0.02, 0.02, 0.96]]  # images 2 and 9: labelled a and b, the model is sure of b and c
+    pred = pd.DataFrame({"image": [f"i{i}" for i in range(18)], "label": pd.array(labels, "Int64"), "prediction": probs.argmax(1)})
+    pred = pred.assign(
+        label_name=[classes[y] for y in labels],
+        prediction_name=[classes[y] for y in probs.argmax(1)],
+        correct=pd.array(labels == probs.argmax(1), "boolean"),
+        p_prediction=probs.max(1),
+        p_label=probs[np.arange(18), labels],
+    )
+    issues = analysis.label_issues(pred, probs)
+    assert list(issues["image"]) == ["i9", "i2"] and list(issues["rank"]) == [1, 2]  # lowest self-confidence first
+    cm = analysis.confusion(pred)
+    assert cm.loc["a", "b"] == 1 and cm.loc["b", "c"] == 1 and cm.to_numpy().sum() == 18
+    acc = analysis.per_class(pred).set_index("class")
+    assert acc.loc["a", "accuracy"] == pytest.approx(5 / 6) and acc.loc["c", "accuracy"] == 1.0 and acc["images"].sum() == 18
+    with pytest.raises(DatasetError, match="at least two classes"):
+        analysis.label_issues(pred[pred["label"] == 0], probs[:6])
+    scores = pd.DataFrame({"image": ["i0", "i1", "i6", "i7"] * 2, "method": ["m"] * 4 + ["n"] * 4, "metric": "sparseness", "value": [0.1, 0.3, 0.5, 0.7, 0.4, 0.4, 0.9, 0.9]})
+    by_class = analysis.leaderboard_by_class(scores, pred).set_index(["class", "method"])
+    assert by_class.loc[("a", "m"), "mean"] == pytest.approx(0.2) and by_class.loc[("b", "n"), "rank"] == 1 and by_class.loc[("a", "m"), "rank"] == 2
 
 
 # ------------------------------------------------------------------------------------------ resume

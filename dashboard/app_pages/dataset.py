@@ -109,7 +109,7 @@ def _queue(folder: Path) -> None:
             raise InputError("the run name takes letters, digits, '.', '_' and '-' (no spaces or slashes)")
         if not images:
             raise InputError("give a folder of images, or synthetic:N")
-        reason = None if images.startswith("synthetic:") else _refused(Path(images))
+        reason = _refused(Path(images)) if "/" in images or Path(images).expanduser().is_dir() else None  # a folder, not synthetic:N or samples
         if reason:
             raise InputError(reason)
         model = st.session_state[NEW_MODEL]
@@ -117,7 +117,7 @@ def _queue(folder: Path) -> None:
         if len(listing.refs) > MAX_PAGE_IMAGES:
             raise InputError(f"{len(listing.refs)} images: the page runs up to {MAX_PAGE_IMAGES}; use `python -m metrics` (and --engine ray) for more")
         settings = RunSettings(model, images, tuple(st.session_state[NEW_METHODS]), tuple(st.session_state[NEW_METRICS])).check()
-    except (InputError, KeyError) as exc:
+    except (InputError, KeyError, OSError) as exc:
         st.session_state[NEW_ERROR] = str(exc.args[0] if isinstance(exc, KeyError) else exc)
         return
     st.session_state[PENDING] = {"settings": settings.to_json(), "out": str(folder / name)}
@@ -151,7 +151,7 @@ def _execute() -> None:
     try:
         with work.Work(sig, f"Run {out.name}...", key="dataset_run") as w:
             manifest = run_dataset(RunSettings.from_json(job["settings"]), out, progress=lambda d, t, n: w.step(d, t, f"{d}/{t} images" + (f" · {n}" if n else "")))
-    except (InputError, KeyError) as exc:
+    except (InputError, KeyError, OSError) as exc:
         st.session_state.pop(PENDING, None)
         st.error(f"The run could not start: {exc.args[0] if isinstance(exc, KeyError) else exc}")
         return
@@ -376,15 +376,20 @@ def _class_means(path: str, ver: str, run, view: pd.DataFrame, methods: list[str
     _gallery(rows, "class_means.png")
 
 
+def _cells(summary: pd.DataFrame) -> pd.DataFrame:
+    """A "mean [95% interval] #rank" text cell per row of a summary."""
+    return summary.assign(cell=[f"{r.mean:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] #{int(r.rank) if pd.notna(r.rank) else '-'}" for r in summary.itertuples()])
+
+
 def _leaderboard(path: str, ver: str, view: pd.DataFrame) -> None:
     st.header("Leaderboard")
-    summary, ks, tau, by_class = cache.run_leaderboard(path, ver, tuple(view["image"]))
+    images = tuple(view["image"])
+    summary, ks, tau = cache.run_leaderboard(path, ver, images)
     if summary.empty:
         st.info("No scores for these images.")
         return
     s = summary.assign(method=summary["method"].map(lambda m: explainers.get(m).title), metric=summary["metric"].map(_metric_title))
-    cells = s.assign(cell=[f"{r.mean:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] #{int(r.rank) if pd.notna(r.rank) else '-'}" for r in s.itertuples()])
-    st.dataframe(cells.pivot(index="method", columns="metric", values="cell")[list(dict.fromkeys(s["metric"]))])
+    st.dataframe(_cells(s).pivot(index="method", columns="metric", values="cell")[list(dict.fromkeys(s["metric"]))])
     st.caption(f"{len(view)} images. Each cell: mean [95% percentile-bootstrap interval over images] #rank (1 = best by the metric's direction).")
     _csv(summary, "Download the summary (CSV)", "leaderboard_summary.csv")
     if len(ks) >= 2:
@@ -393,11 +398,13 @@ def _leaderboard(path: str, ver: str, view: pd.DataFrame) -> None:
         heat.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Kendall τ between the metrics' rankings (+1 = same order of merit)")
         st.plotly_chart(heat, key="dataset_tau")
     st.subheader("Per class")
-    metric = st.selectbox("Metric", list(dict.fromkeys(by_class["metric"])), format_func=_metric_title, key="dataset::class_metric")
-    per = by_class[by_class["metric"] == metric]
-    cells = per.assign(cell=[f"{r.mean:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] #{int(r.rank) if pd.notna(r.rank) else '-'}" for r in per.itertuples()])
-    st.dataframe(cells.pivot(index="class", columns="method", values="cell").rename(columns=lambda m: explainers.get(m).title))
-    _csv(by_class, "Download the per-class summary (CSV)", "leaderboard_per_class.csv")
+    names = list(dict.fromkeys(summary["metric"]))
+    if st.session_state.get("dataset::class_metric") not in names:
+        st.session_state["dataset::class_metric"] = names[0]
+    metric = st.selectbox("Metric", names, format_func=_metric_title, key="dataset::class_metric")
+    per = cache.run_leaderboard_by_class(path, ver, images, metric)
+    st.dataframe(_cells(per).pivot(index="class", columns="method", values="cell").rename(columns=lambda m: explainers.get(m).title))
+    _csv(per, "Download the per-class summary (CSV)", "leaderboard_per_class.csv")
 
 
 def _metric_title(k: str) -> str:

@@ -66,6 +66,21 @@ def _identity(settings: RunSettings, loaded: Any, listing: ImageList) -> dict[st
     }
 
 
+def _open(settings: RunSettings, out: str | Path, engine: str, workers: int, address: str | None, restart: bool) -> tuple[Store, RunSettings, Any, ImageList]:
+    """Check everything, list the images and open the store (new, or the same run again): before any work."""
+    import zoo
+
+    if engine not in engines.ENGINES or workers < 1:
+        raise ParameterError(f"engine must be one of {', '.join(engines.ENGINES)} and workers >= 1; got {engine!r}, {workers}")
+    loaded = zoo.load_model(settings.model)
+    listing = list_images(settings.images, loaded.classes)
+    settings = dataclasses.replace(settings, images=listing.source).check()
+    extra = {"classes": list(loaded.classes), "model_title": loaded.title, "images_total": len(listing.refs), "warnings": listing.warnings}
+    store = Store(out)
+    store.begin(_identity(settings, loaded, listing), extra, {"engine": engine, "workers": workers if engine == "ray" else 1, "address": address}, restart=restart)
+    return store, settings, loaded, listing
+
+
 def run_dataset(
     settings: RunSettings,
     out: str | Path,
@@ -81,17 +96,12 @@ def run_dataset(
     ``engine`` "local" (this process) or "ray" (``workers`` actors; ``address`` joins a cluster). The same
     command again resumes; other settings on the same folder raise ``DatasetError`` naming the difference.
     Raises ``ParameterError`` / ``DatasetError`` / ``KeyError`` (unknown names) before any work starts."""
-    import zoo
-
-    if engine not in engines.ENGINES or workers < 1:
-        raise ParameterError(f"engine must be one of {', '.join(engines.ENGINES)} and workers >= 1; got {engine!r}, {workers}")
-    loaded = zoo.load_model(settings.model)
-    listing = list_images(settings.images, loaded.classes)
-    settings = dataclasses.replace(settings, images=listing.source).check()
-    extra = {"classes": list(loaded.classes), "model_title": loaded.title, "images_total": len(listing.refs), "warnings": listing.warnings}
-    store = Store(out)
-    store.begin(_identity(settings, loaded, listing), extra, {"engine": engine, "workers": workers if engine == "ray" else 1, "address": address}, restart=restart)
+    store, settings, loaded, listing = _open(settings, out, engine, workers, address, restart)
+    report = progress or (lambda done, total, note: None)
     batches = plan(listing.refs, settings.shard_size, settings.checkpoint)
+    by_shard: dict[int, list[Batch]] = {}
+    for b in batches:
+        by_shard.setdefault(b.shard, []).append(b)
     todo = store.todo(batches)
     total = len(listing.refs)
     done = total - sum(len(b.refs) for b in todo)
@@ -100,21 +110,18 @@ def run_dataset(
     def on_image(name: str) -> None:
         nonlocal done
         done += 1
-        if progress:
-            progress(done, total, name)
+        report(done, total, name)
 
-    if progress:
-        progress(done, total, "")
+    report(done, total, "")
     source = engines.local(todo, settings, loaded, on_image) if engine == "local" else engines.ray(todo, settings, workers=workers, address=address)
     try:
         with contextlib.closing(source):
             for batch, table in source:
-                store.add(batch, table, [b for b in batches if b.shard == batch.shard])
+                store.add(batch, table, by_shard[batch.shard])
                 stored += len(batch.refs)
                 if engine == "ray":
                     done += len(batch.refs)
-                    if progress:
-                        progress(done, total, f"shard {batch.shard}, checkpoint {batch.part}")
+                    report(done, total, f"shard {batch.shard}, checkpoint {batch.part}")
     finally:
         manifest = store.finish(total, stored)
     return manifest

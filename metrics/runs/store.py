@@ -8,6 +8,7 @@
     RUN/part-00000.parquet                 shard 0: a row per image (columns: ``process.schema``)
     RUN/pending/part-00003-0001.parquet    a finished checkpoint of shard 3, which is not finished yet
     RUN/leaderboard.json                   the summary (written when the run completes)
+    RUN/.lock                              locked (flock) while a process writes the run: one writer at a time
 
 Every file is written under a temporary name in the same folder and renamed (``os.replace``, atomic), so a run
 killed at any moment leaves only complete files: finished shards, finished checkpoints, and at worst a stray
@@ -19,6 +20,7 @@ finished shards and checkpoints are kept, only the missing images are computed.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
@@ -38,10 +40,12 @@ import explainers
 from core.errors import DatasetError
 from metrics.runs.images import ImageRef
 from metrics.runs.process import RunSettings, decode_map
+from metrics.runs.process import schema as process_schema
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 PENDING = "pending"
+LOCK = ".lock"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -119,24 +123,44 @@ class Store:
 
     def begin(self, identity: dict[str, Any], extra: dict[str, Any], session: dict[str, Any], *, restart: bool = False) -> dict[str, Any]:
         """Open the folder for writing: a new run, or the same run again (``identity`` equal: resume). Other
-        settings are refused naming each difference; ``restart`` deletes the old run first."""
-        old = self.manifest()
-        if old is None and self.path.is_dir() and any(p.name != PENDING for p in self.path.iterdir()):
+        settings are refused naming each difference; ``restart`` deletes the old run first. One writer at a time:
+        the folder's lock is held until ``finish`` (the system drops it when a writer is killed)."""
+        if self.manifest() is None and self.path.is_dir() and any(p.name not in (PENDING, LOCK) for p in self.path.iterdir()):
             raise DatasetError(f"{self.path} is not empty and holds no run ({MANIFEST} missing): choose another folder")
-        if old is not None and restart:
-            self.clear()
-            old = None
-        if old is not None:
-            diff = _differences({k: old.get(k) for k in identity}, json.loads(json.dumps(identity)))
+        self._lock()
+        try:
+            old = self.manifest()
+            if old is not None and restart:
+                self.clear()
+                old = None
+            diff = _differences({k: old.get(k) for k in identity}, json.loads(json.dumps(identity))) if old is not None else []
             if diff:
                 raise DatasetError(f"{self.path} was started with other settings ({'; '.join(diff)}): use another folder, or restart it (--restart)")
-        self.pending.mkdir(parents=True, exist_ok=True)
-        for tmp in [*self.path.glob(".tmp-*"), *self.pending.glob(".tmp-*")]:
-            tmp.unlink()  # left by a kill during a write: never a finished file
-        manifest = old or {**identity, **extra, "created": now(), "sessions": []}
-        manifest.update(status="running", sessions=[*manifest.get("sessions", []), {**session, "started": now(), "code": code_version()}])
-        self.write_manifest(manifest)
+            self.pending.mkdir(parents=True, exist_ok=True)
+            for tmp in [*self.path.glob(".tmp-*"), *self.pending.glob(".tmp-*")]:
+                tmp.unlink()  # left by a kill during a write: never a finished file
+            manifest = old or {**identity, **extra, "created": now(), "sessions": []}
+            manifest.update(status="running", sessions=[*manifest.get("sessions", []), {**session, "started": now(), "code": code_version()}])
+            self.write_manifest(manifest)
+        except BaseException:
+            self._unlock()
+            raise
         return manifest
+
+    def _lock(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_file = (self.path / LOCK).open("a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.close()
+            raise DatasetError(f"another process is writing {self.path} right now; wait for it, or stop it first") from None
+
+    def _unlock(self) -> None:
+        lock = getattr(self, "_lock_file", None)
+        if lock is not None:
+            lock.close()  # closing drops the lock
+            self._lock_file = None
 
     def clear(self) -> None:
         """Delete this run's files (and only those)."""
@@ -152,8 +176,11 @@ class Store:
 
     def todo(self, batches: Sequence[Batch]) -> list[Batch]:
         """The batches still to compute (shards whose checkpoints are all there are merged first)."""
-        for shard in sorted({b.shard for b in batches}):
-            self.merge(shard, [b for b in batches if b.shard == shard])
+        by_shard: dict[int, list[Batch]] = {}
+        for b in batches:
+            by_shard.setdefault(b.shard, []).append(b)
+        for shard, shard_batches in by_shard.items():
+            self.merge(shard, shard_batches)
         shards, checkpoints = self.done()
         return [b for b in batches if b.shard not in shards and (b.shard, b.part) not in checkpoints]
 
@@ -163,14 +190,16 @@ class Store:
         return self.merge(batch.shard, shard_batches)
 
     def merge(self, shard: int, shard_batches: Sequence[Batch]) -> bool:
-        """Write ``part-<shard>`` from its checkpoints when all are there, then delete them."""
+        """Write ``part-<shard>`` from its checkpoints when all are there, then delete them (also those a kill left
+        behind a written part). True when the shard's part exists."""
         files = [self.checkpoint(shard, b.part) for b in sorted(shard_batches, key=lambda b: b.part)]
-        if self.part(shard).exists() or not files or not all(f.exists() for f in files):
-            return False
-        table = pa.concat_tables([pq.read_table(f) for f in files])
-        write_atomic(self.part(shard), lambda f: pq.write_table(table, f))
+        if not self.part(shard).exists():
+            if not files or not all(f.exists() for f in files):
+                return False
+            table = pa.concat_tables([pq.read_table(f) for f in files])
+            write_atomic(self.part(shard), lambda f: pq.write_table(table, f))
         for f in files:
-            f.unlink()
+            f.unlink(missing_ok=True)
         return True
 
     def count(self) -> int:
@@ -189,6 +218,7 @@ class Store:
         if manifest.get("sessions"):
             manifest["sessions"][-1].update(ended=now(), computed=computed, images_done=done)
         self.write_manifest(manifest)
+        self._unlock()
         return manifest
 
 
@@ -312,11 +342,14 @@ def load_run(path: str | Path) -> Run:
     s = RunSettings.from_json(manifest["settings"])
     wanted = BASE_COLUMNS + ["probs"] + [c for m in s.methods for c in (f"seconds:{m}", f"error:{m}")] + [f"score:{k}:{m}" for k in s.metrics for m in s.methods]
     tables = [pq.read_table(f, columns=wanted).append_column("file", pa.array([str(f)] * pq.ParquetFile(f).metadata.num_rows)) for f in files(path)]
-    wide = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=[*wanted, "file"])
-    wide = wide.drop_duplicates("image").sort_values("index").reset_index(drop=True)
+    table = pa.concat_tables(tables) if tables else pa.table({c: pa.array([], process_schema(s).field(c).type) for c in wanted}).append_column("file", pa.array([], pa.string()))
+    wide = table.drop_columns("probs").to_pandas().reset_index(drop=True)
+    wide = wide.drop_duplicates("image").sort_values("index")  # the original row numbers stay as the index
     classes = manifest["classes"]
-    ok = wide[wide["error"].isna()].reset_index(drop=True)
-    probs = np.stack(ok["probs"].to_numpy()).astype(np.float32) if len(ok) else np.zeros((0, len(classes)), np.float32)
+    ok = wide[wide["error"].isna()]
+    vectors = table.column("probs").take(pa.array(ok.index.to_numpy(), pa.int64())).combine_chunks()
+    probs = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(ok), len(classes))
+    wide, ok = wide.reset_index(drop=True), ok.reset_index(drop=True)
     predictions = ok[[*BASE_COLUMNS, "file"]].drop(columns="error").astype({"label": "Int64", "prediction": "int64", "target": "int64", "correct": "boolean"})
     predictions.insert(3, "label_name", pd.Series([classes[y] if pd.notna(y) else None for y in predictions["label"]], dtype="str"))
     predictions.insert(5, "prediction_name", pd.Series([classes[y] for y in predictions["prediction"]], dtype="str"))
