@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from core.errors import ParameterError
 from metrics.runs.process import RunSettings, process
 from metrics.runs.store import Batch
 
@@ -65,8 +66,11 @@ def _actor_env(ray_: Any) -> dict[str, Any]:
 def ray(todo: Sequence[Batch], settings: RunSettings, *, workers: int, address: str | None = None) -> Iterator[tuple[Batch, pa.Table]]:
     """On ``workers`` Ray actors. Joins the cluster at ``address``, or the one this process is already connected
     to, or starts a local one with ``workers`` CPUs (and shuts it down at the end)."""
-    import ray as ray_
-    from ray.util import ActorPool
+    try:
+        import ray as ray_
+        from ray.util import ActorPool
+    except ImportError:
+        raise ParameterError("--engine ray needs the ray package (requirements.txt: ray==2.60.0)") from None
 
     own = not ray_.is_initialized()
     if own:

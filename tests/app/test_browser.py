@@ -130,7 +130,7 @@ def test_the_dataset_page_filters_by_a_clicked_confusion_cell(server, tmp_path):
     paths = [p.relative_to(data).as_posix() for p in write_folder(data, 8, seed=7)]
     wrong = CLASSES[(CLASSES.index(paths[1].split("/")[0]) + 1) % len(CLASSES)]  # one label written wrong: a misclassified image
     (data / "labels.csv").write_text("path,label\n" + "".join(f"{p},{wrong if i == 1 else p.split('/')[0]}\n" for i, p in enumerate(paths)))
-    settings = RunSettings(model="synthetic_shapes", images=str(data), methods=("saliency", "gradcam"), metrics=("deletion", "pointing_game", "sparseness"))
+    settings = RunSettings(model="synthetic_shapes", images=str(data), methods=("saliency", "gradcam"), metrics=("deletion", "pointing_game", "sparseness"), batch_size=64)
     run_dataset(settings, runs / "shapes")
     cm = analysis.confusion(load_run(runs / "shapes").predictions)
     row, col = next((i, j) for i in range(cm.shape[0]) for j in range(cm.shape[1]) if cm.index[i] != cm.columns[j] and cm.iat[i, j])
