@@ -45,6 +45,7 @@ bench: $(BENCH_STAMP)
 	$(BENCH)/bin/python benchmarks/robustness.py
 	$(BENCH)/bin/python benchmarks/anatomy.py
 	$(BENCH)/bin/python benchmarks/threads.py
+	$(BENCH)/bin/python benchmarks/runs.py
 
 train-synthetic: $(STAMP)
 	$(PY) -m zoo.train_synthetic

@@ -25,3 +25,7 @@ class MethodNotApplicable(InputError):
 
 class ParameterError(InputError):
     """A method or metric parameter is out of its allowed range."""
+
+
+class DatasetError(InputError):
+    """A folder or run store cannot be used as a dataset (empty, unknown labels, a run started with other settings)."""

@@ -28,6 +28,7 @@ page = st.navigation(
         st.Page(PAGES / "robustness.py", title="Robustness", icon=":material/shield:"),
         st.Page(PAGES / "anatomy.py", title="Anatomy", icon=":material/biotech:"),
         st.Page(PAGES / "bias.py", title="Bias", icon=":material/balance:"),
+        st.Page(PAGES / "dataset.py", title="Dataset", icon=":material/dataset:"),
         st.Page(PAGES / "methods.py", title="Methods", icon=":material/menu_book:"),
         st.Page(PAGES / "server.py", title="Server", icon=":material/dns:"),
     ]

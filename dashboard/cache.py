@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -25,7 +26,8 @@ import explainers
 import metrics
 import zoo
 from core.errors import InputError
-from metrics import shortcut
+from metrics import runs, shortcut
+from metrics.runs import analysis
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -272,3 +274,59 @@ def pasted_region(
 ) -> metrics.Counterfactual:
     """p(target) of every image before and after the region of image ``source`` is pasted onto it."""
     return metrics.paste_region(_model, _x, _x[source : source + 1], _region, target)
+
+
+# ------------------------------------------------------------------------------------------ dataset runs
+# Keyed by the run folder and ``metrics.runs.version`` (changes with its files): a growing run is read again.
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def run(path: str, version: str) -> runs.Run:
+    """A run's tables, read once per version of its files and shared read-only by the sessions (no copy per rerun:
+    a 50 000-image run's probabilities are 200 MB)."""
+    return runs.load_run(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def run_maps(path: str, version: str, images: tuple[str, ...], methods: tuple[str, ...], kind: str) -> dict[str, dict[str, np.ndarray | None]]:
+    """{image: {method: map [s,s]}} for the label's (the target's) or the prediction's maps."""
+    return run(path, version).maps(images, methods, kind)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def run_pictures(path: str, version: str, images: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """{image: uint8 [h,w,3]} as stored in the run."""
+    return run(path, version).pictures(images)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def run_class_means(path: str, version: str, method: str, images: tuple[str, ...]) -> dict[int, tuple[np.ndarray, int]]:
+    """Per target class: the mean map of ``method`` over ``images`` and how many."""
+    return run(path, version).class_means(method, images)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+@outcome
+def run_label_issues(path: str, version: str) -> pd.DataFrame:
+    """cleanlab's suspected label errors over the whole run (or why there are none to find)."""
+    r = run(path, version)
+    return analysis.label_issues(r.predictions, r.probs)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def run_leaderboard(path: str, version: str, images: tuple[str, ...]) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """(summary, metrics, Kendall tau) over ``images`` of the run."""
+    scores = run(path, version).scores
+    summary = analysis.leaderboard(scores[scores["image"].isin(set(images))])
+    ks, tau = analysis.kendall(summary)
+    return summary, ks, tau
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def run_leaderboard_by_class(path: str, version: str, images: tuple[str, ...], metric: str) -> pd.DataFrame:
+    """The summary of one metric within each class, over ``images`` (one metric at a time: a 1000-class run is
+    1000 x methods bootstraps per metric)."""
+    r = run(path, version)
+    keep = set(images)
+    scores = r.scores[r.scores["image"].isin(keep) & (r.scores["metric"] == metric)]
+    return analysis.leaderboard_by_class(scores, r.predictions[r.predictions["image"].isin(keep)])

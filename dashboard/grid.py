@@ -37,6 +37,21 @@ class Display:
         return self.cmap_signed if self.signed(method) else self.cmap_abs
 
 
+def stored_display() -> Display:
+    """The display options as last set (defaults where never set), without drawing the widgets: for pages that show
+    maps with the Compare page's settings."""
+    get = lambda name, default: st.session_state.get(S.key(SCOPE, name), default)  # noqa: E731
+    return Display(
+        get("view", "Overlay") == "Overlay",
+        get("sign", "Auto"),
+        get("cmap_signed", render.SIGNED_CMAPS[0]),
+        get("cmap_abs", render.ABS_CMAPS[0]),
+        float(get("opacity", 0.7)),
+        float(get("clip", 99.0)),
+        get("scale", "own") == "kind",
+    )
+
+
 def display_options() -> Display:
     """The sidebar's Display expander."""
     k = lambda name: S.key(SCOPE, name)  # noqa: E731

@@ -1,8 +1,10 @@
 """Session-state keys in one place, their defaults, and the one rule that keeps every setting across page switches.
 
 Streamlit forgets a widget's value when a run does not draw that widget (a page switch), unless the value was last
-set through session state. So every page-level widget key is made by ``key(scope, name)`` ("<scope>::<name>"), and
-``persist()``, called by the entry file on every run, re-assigns every such key: no page can forget to register one.
+set through session state. So every page-level setting's key is made by ``key(scope, name)`` ("<scope>::<name>"),
+which records it, and ``persist()``, called by the entry file on every run, re-assigns every recorded key: a page
+cannot forget to register a setting. (Buttons, uploads and downloads must not be re-assigned: their keys are not
+made by ``key()``.)
 The shared sidebar's keys (``MODEL``, ``IMAGE``, ``METHODS``...) are drawn on every page and need nothing more.
 """
 
@@ -24,6 +26,7 @@ USER_MODEL_FILES = "user_model_files"  # what reloads it: (bytes, class names by
 METHODS = "methods"
 SELECTION = "selection"  # the Selection drawn by the entry file in this run (plain state, not a widget)
 SEP = "::"
+_KEPT: set[str] = set()  # every key made by key(), in any session of this process
 
 DEFAULTS: dict[str, Any] = {
     MODEL: zoo.DEFAULT_MODEL,
@@ -37,8 +40,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 def key(scope: str, name: str) -> str:
-    """The session key of a page-level widget or setting: kept across page switches by ``persist``."""
-    return f"{scope}{SEP}{name}"
+    """The session key of a page-level setting (a widget that holds a value): kept across page switches by ``persist``."""
+    k = f"{scope}{SEP}{name}"
+    _KEPT.add(k)
+    return k
 
 
 def param_key(method: str, param: str) -> str:
@@ -80,7 +85,7 @@ def persist() -> None:
     """Keep widget values across pages: every key made by ``key()`` is re-assigned through session state (the
     documented workaround for widgets a run does not draw)."""
     for k in list(st.session_state):
-        if isinstance(k, str) and SEP in k:
+        if k in _KEPT:
             st.session_state[k] = st.session_state[k]
 
 

@@ -5,7 +5,7 @@ richer results behind some of them: ``deletion_insertion`` (curves and AUCs), ``
 (``model_randomization``, ``data_randomization``); robustness (``sensitivity``, ``adversarial``, ``fragility``);
 map similarity (``map_similarity``, ``dissimilarity``); the primitives ``gini``, ``entropy``, ``pointing_hits``,
 ``positive_share``; region shares over a set (``region_scores``, ``over_set``) and the counterfactual check of a
-region (``remove_region``, ``paste_region``). A metric is one decorated function in one module (see ``metrics.registry``). Nothing here
+region (``remove_region``, ``paste_region``); ``load_run(folder)`` reads a dataset run (``metrics.runs``). A metric is one decorated function in one module (see ``metrics.registry``). Nothing here
 imports streamlit.
 """
 
@@ -68,6 +68,7 @@ __all__ = [
     "gini",
     "impute",
     "map_similarity",
+    "load_run",
     "metric",
     "model_blocks",
     "model_randomization",
@@ -131,3 +132,11 @@ def score(
         inp.net, inp.x, inp.target, mask=mask, seed=seed, batch_size=batch_size, compile=compile, source=model, method_params=method_params or {}
     )
     return spec.fn(ctx, inp.maps, **resolved)
+
+
+def load_run(path: Any) -> Any:
+    """A dataset run read back (``metrics.runs.Run``: manifest, predictions, scores, maps on demand); imported on
+    first use, so ``import metrics`` does not load pyarrow and pandas."""
+    from metrics.runs import load_run as load
+
+    return load(path)

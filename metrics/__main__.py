@@ -1,18 +1,19 @@
-"""Headless leaderboard: ``python -m metrics --images synthetic:50 --methods saliency,gradcam --out artifacts/lb``.
+"""Dataset runs from the command line: ``python -m metrics --images DIR --out RUN_DIR --methods saliency,gradcam``.
 
-Writes ``<out>.csv`` (one row per image, method and metric, appended image by image) and ``<out>.json``
-(settings, summary with 95% bootstrap intervals and ranks, Kendall tau between metrics). Run the same
-command again after an interruption and it resumes from ``<out>.csv``: finished (image, method, metric)
-rows are kept, only the missing ones are computed. ``--restart`` starts over.
+``--images`` takes a folder (``DIR/<class>/<file>``, ``DIR/labels.csv`` with ``path,label``, or unlabelled images),
+``synthetic:N`` or sample names. Every image's prediction, maps and scores go into the run folder (Parquet parts
+and ``manifest.json``, see ``metrics.runs.store``); at the end ``leaderboard.json`` holds the summary (means, 95%
+bootstrap intervals, ranks, Kendall tau between metrics). ``--engine ray --workers N`` shards the run on a local
+Ray cluster of N workers (``--ray-address`` joins an existing one). Run the same command again after an
+interruption and it resumes: finished shards and checkpoints are kept, only the missing images are computed;
+other settings on the same folder are refused. ``--restart`` starts over.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,11 @@ import explainers
 import metrics
 from core import progress
 from core.errors import InputError
-from metrics.leaderboard import FIELDS, agreement, evaluate, image_set, summarize
+from metrics.leaderboard import agreement, summarize
+from metrics.runs import RunSettings, load_run, run_dataset
+from metrics.runs.store import write_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_METRICS = ["deletion", "insertion", "sparseness", "complexity", "pointing_game", "relevance_mass"]
 
@@ -43,21 +48,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     ap = argparse.ArgumentParser(prog="python -m metrics", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=zoo.DEFAULT_MODEL, help=f"one of {', '.join(zoo.model_names())}")
-    ap.add_argument("--images", default="chelsea,coffee", help="sample names (comma-separated), a folder of images, or synthetic:N")
+    ap.add_argument("--images", default="chelsea,coffee", help="a folder (labelled or not), synthetic:N, or sample names (comma-separated)")
     ap.add_argument("--methods", default=",".join(explainers.default_methods()), help=f"comma-separated; known: {', '.join(explainers.names())}")
     ap.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated; known: {', '.join(metrics.names())}")
-    ap.add_argument("--out", default="artifacts/leaderboard", help="output stem: writes <out>.csv and <out>.json")
+    ap.add_argument("--out", default=None, help="the run folder (default: runs/<model>)")
     ap.add_argument("--step", type=int, default=224, help="deletion/insertion pixels per step (224: the paper's setting at 224 px)")
     ap.add_argument("--substrate", default="zero", choices=["zero", "blur", "mean"], help="deletion substrate")
     ap.add_argument("--set", action="append", default=[], metavar="METRIC.PARAM=VALUE", help="any other metric parameter, e.g. infidelity.n_samples=20")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch-size", type=int, default=None, help="forward chunk size (default: measured)")
-    ap.add_argument("--restart", action="store_true", help="ignore an existing <out>.csv and start over")
+    ap.add_argument("--batch-size", type=int, default=None, help="the metrics' forward chunk size (default: measured)")
+    ap.add_argument("--engine", default="local", choices=["local", "ray"], help="local: in this process; ray: sharded on Ray actors")
+    ap.add_argument("--workers", type=int, default=2, help="Ray workers (one CPU each)")
+    ap.add_argument("--ray-address", default=None, help="join the Ray cluster at this address instead of starting a local one")
+    ap.add_argument("--shard-size", type=int, default=64, help="images per Parquet part")
+    ap.add_argument("--checkpoint", type=int, default=8, help="images per checkpoint inside a shard (what a crash can lose)")
+    ap.add_argument("--restart", action="store_true", help="delete the run in --out and start over")
     return ap.parse_args(argv)
 
 
-def settings(args: argparse.Namespace) -> dict[str, Any]:
-    """What the numbers depend on (methods and metrics may change between resumed runs; these may not)."""
+def settings(args: argparse.Namespace) -> RunSettings:
+    """The run's settings from the arguments (every ``--set`` parameter checked against its metric)."""
     params: dict[str, dict[str, Any]] = {"deletion": {"step": args.step, "substrate": args.substrate}, "insertion": {"step": args.step}}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -65,22 +75,20 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not dot:
             raise InputError(f"--set takes METRIC.PARAM=VALUE; got {item!r}")
         params.setdefault(name, {})[param] = _parse_value(value)
-    return {"model": args.model, "images": args.images, "seed": args.seed, "metric_params": params}
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of an earlier run; a line cut short by an interruption is dropped."""
-    rows = []
-    with path.open(newline="") as f:
-        for r in csv.DictReader(f):
-            if None in r or any(r.get(k) is None for k in FIELDS):
-                continue
-            try:
-                r["value"] = float(r["value"])
-            except ValueError:
-                continue
-            rows.append(r)
-    return rows
+    for k, p in params.items():
+        metrics.get(k).resolve(p)  # unknown metric or parameter: an error now, not after an hour
+    names = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    return RunSettings(
+        model=args.model,
+        images=args.images,
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        metrics=names,
+        metric_params={k: v for k, v in params.items() if k in names},
+        seed=args.seed,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        checkpoint=min(args.checkpoint, args.shard_size),
+    ).check()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,96 +103,57 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def report(out: Path, seed: int) -> list[dict[str, Any]]:
+    """Write ``leaderboard.json`` (summary, Kendall tau, skipped files) from the store; returns the summary."""
+    run = load_run(out)
+    summary = summarize(run.scores[["image", "method", "metric", "value"]].to_dict("records"), seed=seed)
+    ks, tau = agreement(summary)
+    doc = {
+        "images": len(run.predictions),
+        "accuracy": float(run.predictions["correct"].mean()) if run.predictions["correct"].notna().any() else None,
+        "metrics": {k: {"title": metrics.get(k).title, "higher_is_better": metrics.get(k).higher_is_better, "conventions": metrics.get(k).conventions} for k in run.settings.metrics},
+        "summary": summary,
+        "kendall_tau": {"metrics": ks, "tau": [[None if math.isnan(v) else round(float(v), 4) for v in row] for row in tau]},
+        "skipped": run.skipped.to_dict("records"),
+    }
+    write_atomic(out / "leaderboard.json", lambda f: f.write(json.dumps(doc, indent=2).encode()))
+    return summary
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    import zoo
-
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    for m in methods:
-        explainers.get(m)
-    for k in names:
-        metrics.get(k)
     conf = settings(args)
-    metric_params = {k: v for k, v in conf["metric_params"].items() if k in names}
-    for k, p in conf["metric_params"].items():
-        metrics.get(k).resolve(p)  # unknown metric or parameter: an error now, not after an hour
-    stem = Path(args.out)
-    if stem.suffix in (".csv", ".json"):
-        stem = stem.with_suffix("")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
+    out = Path(args.out or ROOT / "runs" / args.model)
+    bar = tqdm(desc="images", unit="img", file=sys.stderr)
 
-    old: list[dict[str, Any]] = []
-    if csv_path.exists() and not args.restart:
-        previous = json.loads(json_path.read_text()).get("settings") if json_path.exists() else None
-        if previous != json.loads(json.dumps(conf)):
-            raise InputError(f"{csv_path} was written with other settings ({previous}); use --restart or another --out")
-        old = read_rows(csv_path)
-        # rewrite without any cut-off line so appended rows start on a fresh line
-        with csv_path.open("w", newline="") as f:
-            w = csv.DictWriter(f, FIELDS)
-            w.writeheader()
-            w.writerows({k: r[k] for k in FIELDS} for r in old)
-    else:
-        with csv_path.open("w", newline="") as f:
-            csv.DictWriter(f, FIELDS).writeheader()
-    json_path.write_text(json.dumps({"settings": conf, "status": "running"}, indent=2))
-
-    loaded = zoo.load_model(args.model)
-    items, warnings = image_set(loaded, args.images)
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    done = {(r["image"], r["method"], r["metric"]) for r in old}
-    if old:
-        print(f"resuming: {len(old)} rows from {csv_path} kept", file=sys.stderr)
-
-    bar = tqdm(total=len(items), desc="images", unit="img", file=sys.stderr)
-
-    def on_rows(rows: list[dict[str, Any]]) -> None:
-        with csv_path.open("a", newline="") as f:
-            csv.DictWriter(f, FIELDS).writerows(rows)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def report(r: progress.Report) -> None:
-        if r.stages and r.stages[0][1] != bar.n:  # the outer stage counts images
-            bar.n = r.stages[0][1]
-            bar.set_postfix_str(r.stages[0][3])
+    def show(r: progress.Report) -> None:
+        if not r.stages:
+            return
+        _what, done, total, note = r.stages[0]  # the run's stage counts images
+        if note.startswith("resuming"):
+            print(f"{note} in {out}", file=sys.stderr)
+        if (bar.total, bar.n) != (total, done):
+            bar.total, bar.n = total, done
+            bar.set_postfix_str(note[-40:])
             bar.refresh()
 
     try:
-        with progress.reporting(report):
-            new = evaluate(loaded, items, methods, names, metric_params=metric_params, seed=args.seed, done=done, on_rows=on_rows)
+        with progress.reporting(show):
+            manifest = run_dataset(conf, out, engine=args.engine, workers=args.workers, address=args.ray_address, restart=args.restart)
     except KeyboardInterrupt:
         bar.close()
-        print(f"\ninterrupted: finished images are in {csv_path}; run the same command to resume", file=sys.stderr)
+        print(f"\ninterrupted: finished images are in {out}; run the same command to resume", file=sys.stderr)
         return 130
-    bar.n = len(items)
     bar.close()
-    wanted = {it.name for it in items}
-    rows = [r for r in old + new if r["image"] in wanted and r["method"] in methods and r["metric"] in names]
-    summary = summarize(rows, seed=args.seed)
-    ks, tau = agreement(summary)
-    report = {
-        "settings": conf,
-        "status": "complete",
-        "methods": methods,
-        "metrics": {
-            k: {"title": metrics.get(k).title, "higher_is_better": metrics.get(k).higher_is_better, "conventions": metrics.get(k).conventions} for k in names
-        },
-        "images": len(items),
-        "new_rows": len(new),
-        "summary": summary,
-        "kendall_tau": {"metrics": ks, "tau": [[None if math.isnan(v) else round(float(v), 4) for v in row] for row in tau]},
-        "warnings": warnings,
-    }
-    json_path.write_text(json.dumps(report, indent=2))
-    for r in summary:
+    for w in manifest.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    for s in manifest.get("skipped", []):
+        print(f"skipped: {s['image']}: {s['error']}", file=sys.stderr)
+    for r in report(out, args.seed):
         ci = f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if not math.isnan(r["mean"]) else ""
         print(f"{r['metric']:>15} {r['rank'] or '-':>3} {r['method']:<22} {r['mean']:.4f} {ci} n={r['n']}" + (f" failed={r['failed']}" if r["failed"] else ""))
-    print(f"wrote {csv_path} and {json_path}", file=sys.stderr)
+    print(f"wrote {out} ({manifest['images_done']} images, {manifest['status']})", file=sys.stderr)
     return 0
 
 

@@ -2,6 +2,7 @@
 rank per metric, and how far the metrics agree on the ranking (Kendall tau). Used by the CLI
 (``python -m metrics``) and the Faithfulness page.
 
+``explain_image`` and ``score_image`` are the per-image work, shared with the dataset runs (``metrics.runs``).
 Rows are plain dicts ``{image, method, metric, value, target, label, error}`` so they stream to a CSV and
 a run can resume from it. Target: the image's ground-truth label where the set has one (the
 synthetic-shapes set), else the model's top-1 prediction.
@@ -10,9 +11,9 @@ synthetic-shapes set), else the model's top-1 prediction.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +23,8 @@ from scipy import stats
 import explainers
 import metrics
 from core import progress
-from core.errors import InputError, ParameterError
+from core.errors import InputError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-SYNTHETIC_SEED = 31_337  # held out: training used seeds 0 and 10 000
 FIELDS = ["image", "method", "metric", "value", "target", "label", "error"]
 
 
@@ -40,46 +39,20 @@ class Item:
 
 
 def image_set(loaded: Any, spec: str | Sequence[str]) -> tuple[list[Item], list[str]]:
-    """Images for ``spec``: sample names (list or comma-separated), a folder of images, or ``synthetic:N``.
+    """Images for ``spec`` (``metrics.runs.list_images``): sample names (list or comma-separated), a folder
+    (labelled or not), or ``synthetic:N``. Returns (items, warnings): unreadable files are skipped with a warning."""
+    from metrics.runs.images import list_images, load_ref
 
-    Returns (items, warnings) — unreadable files in a folder are skipped with a warning.
-    """
-    import zoo
-    from zoo.synthetic import make_dataset
-
-    warnings: list[str] = []
-    if isinstance(spec, str) and spec.startswith("synthetic:"):
+    listing = list_images(spec, loaded.classes)
+    items, warnings = [], list(listing.warnings)
+    for ref in listing.refs:
         try:
-            n = int(spec.split(":", 1)[1])
-        except ValueError:
-            raise ParameterError(f"synthetic:N needs a whole number; got {spec!r}") from None
-        if not 1 <= n <= 10_000:
-            raise ParameterError("synthetic:N takes 1 <= N <= 10000")
-        x, y, masks = make_dataset(n, seed=SYNTHETIC_SEED)
-        from PIL import Image
-
-        items = []
-        for i in range(n):
-            pil = Image.fromarray((x[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-            items.append(Item(f"synthetic #{i}", loaded.preprocess(pil), int(y[i]), loaded.preprocess_mask(masks[i].numpy())))
-        return items, warnings
-    if isinstance(spec, str) and Path(spec).is_dir():
-        files = sorted(p for p in Path(spec).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ParameterError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {spec}")
-        items = []
-        for p in files:
-            try:
-                items.append(Item(p.name, loaded.preprocess(zoo.load_image(p))))
-            except InputError as exc:
-                warnings.append(f"{p.name}: skipped ({exc})")
-        return items, warnings
-    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    samples = zoo.sample_images()
-    unknown = [n for n in names if n not in samples]
-    if unknown or not names:
-        raise ParameterError(f"unknown image(s) {', '.join(unknown) or '(none given)'}; samples: {', '.join(samples)}, a folder, or synthetic:N")
-    return items_from_images(loaded, {n: samples[n] for n in names}, zoo.sample_masks()), warnings
+            x, mask = load_ref(ref, loaded)
+        except InputError as exc:
+            warnings.append(f"{ref.name}: skipped ({exc})")
+            continue
+        items.append(Item(ref.name, x, ref.label, mask))
+    return items, warnings
 
 
 def items_from_images(loaded: Any, images: dict[str, Any], masks: dict[str, np.ndarray] | None = None) -> list[Item]:
@@ -92,6 +65,53 @@ def items_from_images(loaded: Any, images: dict[str, Any], masks: dict[str, np.n
         mask = loaded.preprocess_mask(masks[n]) if n in masks else None
         items.append(Item(n, loaded.preprocess(img), label, mask))
     return items
+
+
+def explain_image(
+    loaded: Any, x: torch.Tensor, target: int, methods: Sequence[str], *, method_params: dict[str, dict[str, Any]] | None = None, seed: int = 0
+) -> tuple[dict[str, torch.Tensor], dict[str, str], dict[str, float]]:
+    """Each method's map [1,H,W] of one image ``x`` [1,C,H,W] for ``target`` (stochastic methods get ``seed``).
+    Returns (maps, errors, seconds): a method that fails gives its reason instead of a map, never a raise."""
+    maps: dict[str, torch.Tensor] = {}
+    errors: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    for m in methods:
+        params = {"seed": seed, **(method_params or {}).get(m, {})}
+        start = time.perf_counter()
+        try:
+            maps[m] = explainers.explain(m, loaded, x, target, **params)
+        except InputError as exc:
+            errors[m] = str(exc)
+        except Exception as exc:  # one method failing on one image must not end a long run
+            errors[m] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        seconds[m] = time.perf_counter() - start
+    return maps, errors, seconds
+
+
+def score_image(
+    loaded: Any,
+    x: torch.Tensor,
+    target: int,
+    maps: dict[str, torch.Tensor],
+    todo: dict[str, list[str]],
+    *,
+    mask: torch.Tensor | None = None,
+    metric_params: dict[str, dict[str, Any]] | None = None,
+    method_params: dict[str, dict[str, Any]] | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> dict[tuple[str, str], float]:
+    """Value of each (metric, method) in ``todo`` {metric: [methods]} for one image; NaN for a method without a map.
+    Localization metrics on an image without a mask are left out (no value)."""
+    out: dict[tuple[str, str], float] = {}
+    for k, ms in todo.items():
+        if metrics.get(k).needs_mask and mask is None:
+            continue
+        ok = {m: maps[m] for m in ms if m in maps}
+        params = (metric_params or {}).get(k, {})
+        scores = metrics.score(k, loaded, x, target, ok, mask=mask, seed=seed, batch_size=batch_size, method_params=method_params, **params) if ok else {}
+        out.update({(k, m): float(scores[m][0]) if m in scores else math.nan for m in ms})
+    return out
 
 
 def evaluate(
@@ -125,41 +145,15 @@ def evaluate(
             todo = {k: ms for k, ms in todo.items() if ms}
             if not todo:
                 continue
-            new = _score_item(loaded, item, methods, todo, metric_params or {}, method_params or {}, seed)
+            target = item.label if item.label is not None else int(loaded.predict(item.x)[0].argmax())
+            base = {"image": item.name, "target": target, "label": item.label if item.label is not None else ""}
+            needed = sorted({m for ms in todo.values() for m in ms}, key=list(methods).index)
+            maps, errors, _ = explain_image(loaded, item.x, target, needed, method_params=method_params, seed=seed)
+            values = score_image(loaded, item.x, target, maps, todo, mask=item.mask, metric_params=metric_params, method_params=method_params, seed=seed)
+            new = [{**base, "method": m, "metric": k, "value": values[(k, m)], "error": errors.get(m, "")} for k, ms in todo.items() for m in ms]
             rows.extend(new)
             if on_rows:
                 on_rows(new)
-    return rows
-
-
-def _score_item(
-    loaded: Any,
-    item: Item,
-    methods: Sequence[str],
-    todo: dict[str, list[str]],
-    metric_params: dict[str, dict[str, Any]],
-    method_params: dict[str, dict[str, Any]],
-    seed: int,
-) -> list[dict[str, Any]]:
-    """The rows of one image: each method's map once, then every metric in ``todo`` (metric -> methods) on it."""
-    target = item.label if item.label is not None else int(loaded.predict(item.x)[0].argmax())
-    base = {"image": item.name, "target": target, "label": item.label if item.label is not None else ""}
-    maps: dict[str, torch.Tensor] = {}
-    errors: dict[str, str] = {}
-    for m in sorted({m for ms in todo.values() for m in ms}, key=list(methods).index):
-        try:
-            maps[m] = explainers.explain(m, loaded, item.x, target, **{"seed": seed, **method_params.get(m, {})})
-        except InputError as exc:
-            errors[m] = str(exc)
-        except Exception as exc:  # one method failing on one image must not end a long run
-            errors[m] = f"{type(exc).__name__}: {str(exc)[:200]}"
-    rows: list[dict[str, Any]] = []
-    for k, ms in todo.items():
-        ok = {m: maps[m] for m in ms if m in maps}
-        scores = metrics.score(k, loaded, item.x, target, ok, mask=item.mask, seed=seed, method_params=method_params, **metric_params.get(k, {})) if ok else {}
-        for m in ms:
-            value = float(scores[m][0]) if m in scores else math.nan
-            rows.append({**base, "method": m, "metric": k, "value": value, "error": errors.get(m, "")})
     return rows
 
 

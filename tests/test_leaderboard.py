@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from core.errors import ParameterError
+from metrics import load_run
 from metrics.__main__ import main
 from metrics.leaderboard import agreement, image_set, summarize
 
@@ -62,43 +63,44 @@ def test_image_sets(shapes, tmp_path: Path) -> None:
 
 
 ARGS = ["--model", "synthetic_shapes", "--images", "synthetic:3", "--methods", "saliency,gradcam", "--metrics", "deletion,pointing_game", "--step", "256"]
+ARGS += ["--checkpoint", "1", "--batch-size", "64"]
 
 
-def _read(path: Path) -> dict[tuple[str, str, str], float]:
-    with path.open() as f:
-        return {(r["image"], r["method"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)}
+def _read(run: Path) -> dict[tuple[str, str, str], float]:
+    return {(r.image, r.method, r.metric): r.value for r in load_run(run).scores.itertuples()}
 
 
 def test_cli_resumes_an_interrupted_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     full = tmp_path / "full"
     assert main([*ARGS, "--out", str(full)]) == 0
-    reference = _read(full.with_suffix(".csv"))
+    reference = _read(full)
     assert len(reference) == 3 * 2 * 2
-    report = json.loads(full.with_suffix(".json").read_text())
-    assert report["status"] == "complete" and report["new_rows"] == 12 and len(report["summary"]) == 4
+    manifest = json.loads((full / "manifest.json").read_text())
+    report = json.loads((full / "leaderboard.json").read_text())
+    assert manifest["status"] == "complete" and manifest["sessions"][0]["computed"] == 3 and len(report["summary"]) == 4
 
-    # an interruption: the first image's rows were written, the second image's last row was cut off mid-line
+    # an interruption: the first image's checkpoint was stored, the run died while writing the second one
     part = tmp_path / "part"
-    lines = full.with_suffix(".csv").read_text().splitlines()
-    (part.with_suffix(".csv")).write_text("\n".join(lines[:5]) + "\n" + lines[5][:12])
-    settings = dict(report["settings"])
-    part.with_suffix(".json").write_text(json.dumps({"settings": settings, "status": "running"}))
+    (part / "pending").mkdir(parents=True)
+    (part / "manifest.json").write_text(json.dumps({**manifest, "status": "running", "sessions": manifest["sessions"][:1]}))
+    pq.write_table(pq.read_table(full / "part-00000.parquet").slice(0, 1), part / "pending" / "part-00000-0000.parquet")
+    (part / "pending" / ".tmp-0a1b2c3d-part-00000-0001.parquet").write_bytes(b"PAR1 cut off")
     capsys.readouterr()
     assert main([*ARGS, "--out", str(part)]) == 0
     err = capsys.readouterr().err
-    assert "resuming: 4 rows" in err
-    resumed = json.loads(part.with_suffix(".json").read_text())
-    assert resumed["new_rows"] == 8  # only the missing rows were computed
-    got = _read(part.with_suffix(".csv"))
+    assert "resuming: 1 of 3 images" in err
+    resumed = json.loads((part / "manifest.json").read_text())
+    assert resumed["sessions"][-1]["computed"] == 2  # only the missing images were computed
+    got = _read(part)
     assert got.keys() == reference.keys()
     for k, v in reference.items():
         assert got[k] == pytest.approx(v, abs=1e-6)
 
-    # other settings on the same output: refused with a clear message, nothing overwritten
-    before = part.with_suffix(".csv").read_text()
-    assert main([*ARGS[:-1], "64", "--out", str(part)]) == 2
-    assert "other settings" in capsys.readouterr().err
-    assert part.with_suffix(".csv").read_text() == before
+    # other settings on the same run folder: refused with a clear message, nothing overwritten
+    before = {f.name: f.read_bytes() for f in part.iterdir() if f.is_file()}
+    assert main([*ARGS[:9], "64", *ARGS[10:], "--out", str(part)]) == 2
+    assert "other settings (settings.metric_params.deletion.step: 256 in the run, 64 now)" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in part.iterdir() if f.is_file()} == before
 
 
 def test_cli_rejects_unknown_names(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

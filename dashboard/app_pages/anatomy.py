@@ -16,16 +16,16 @@ from core.errors import InputError
 from dashboard import render, selection, work
 from dashboard import state as S
 
-FILTER_LAYER = "anatomy::filter_layer"
-FMAP_LAYER = "anatomy::fmap_layer"
-TOP = "anatomy::top"
-OBJECTIVE = "anatomy::objective"
-CLASS = "anatomy::class"
-OBJ_LAYER = "anatomy::obj_layer"
-CHANNEL = "anatomy::channel"
-PARAM = "anatomy::param"
-STEPS = "anatomy::steps"
-SEED = "anatomy::seed"
+FILTER_LAYER = S.key("anatomy", "filter_layer")
+FMAP_LAYER = S.key("anatomy", "fmap_layer")
+TOP = S.key("anatomy", "top")
+OBJECTIVE = S.key("anatomy", "objective")
+CLASS = S.key("anatomy", "class")
+OBJ_LAYER = S.key("anatomy", "obj_layer")
+CHANNEL = S.key("anatomy", "channel")
+PARAM = S.key("anatomy", "param")
+STEPS = S.key("anatomy", "steps")
+SEED = S.key("anatomy", "seed")
 RESULT = "anatomy_result"  # plain state: the last optimized image and its settings
 PARAMS = {"fourier": "Fourier + colour decorrelation, transforms (Olah et al. 2017)", "pixel": "plain pixels, no transforms (Simonyan et al. 2014)"}
 

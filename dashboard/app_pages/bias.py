@@ -24,22 +24,22 @@ from metrics.leaderboard import image_set, items_from_images
 from metrics.region import MEASURES
 from zoo.synthetic import CLASSES, MARKER_COLOURS, MARKER_CORNERS, MARKER_SIZE, SHORTCUT_TEST_SEED, TRAIN_AGREEMENT
 
-N = "bias::n"
-TEST = "bias::test"
-MEASURE = "bias::measure"
-METHODS = "bias::methods"
-SUBSTRATE = "bias::substrate"
-RUN = "bias::run"
-PROBE_SOURCE = "bias::probe_source"
-PROBE_IMAGES = "bias::probe_images"
-PROBE_FOLDER = "bias::probe_folder"
-REGION_KIND = "bias::region_kind"
-BOX_X = "bias::box_x"
-BOX_Y = "bias::box_y"
-MASK_FILE = "bias_mask_file"  # an uploader: no "::" (state.persist cannot re-assign it)
-PASTE_FROM = "bias::paste_from"
-PROBE_RUN = "bias::probe_run"
-PROBE_SUBSTRATE = "bias::probe_substrate"
+N = S.key("bias", "n")
+TEST = S.key("bias", "test")
+MEASURE = S.key("bias", "measure")
+METHODS = S.key("bias", "methods")
+SUBSTRATE = S.key("bias", "substrate")
+RUN = S.key("bias", "run")
+PROBE_SOURCE = S.key("bias", "probe_source")
+PROBE_IMAGES = S.key("bias", "probe_images")
+PROBE_FOLDER = S.key("bias", "probe_folder")
+REGION_KIND = S.key("bias", "region_kind")
+BOX_X = S.key("bias", "box_x")
+BOX_Y = S.key("bias", "box_y")
+MASK_FILE = "bias_mask_file"  # an uploader: not made by S.key (state.persist must not re-assign it)
+PASTE_FROM = S.key("bias", "paste_from")
+PROBE_RUN = S.key("bias", "probe_run")
+PROBE_SUBSTRATE = S.key("bias", "probe_substrate")
 DEFAULT_METHODS = [  # the cheap ones (Occlusion, Score-CAM, LIME, KernelSHAP and RISE take minutes per hundred images on a CPU)
     "saliency",
     "input_x_gradient",

@@ -131,3 +131,33 @@ def test_the_server_page_lists_the_loaded_models(server):
         page.wait_for_selector("text=Weights fingerprint", timeout=60_000)
         row = page.locator("table tbody tr").filter(has_text="synthetic_shapes").first.inner_text()
         assert "idle" in row
+
+
+def test_the_dataset_page_filters_by_a_clicked_confusion_cell(server, tmp_path):
+    from pathlib import Path
+
+    from metrics.runs import RunSettings, analysis, load_run, run_dataset
+    from zoo.synthetic import CLASSES, write_folder
+
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    paths = [p.relative_to(data).as_posix() for p in write_folder(data, 8, seed=7)]
+    wrong = CLASSES[(CLASSES.index(paths[1].split("/")[0]) + 1) % len(CLASSES)]  # one label written wrong: a misclassified image
+    (data / "labels.csv").write_text("path,label\n" + "".join(f"{p},{wrong if i == 1 else p.split('/')[0]}\n" for i, p in enumerate(paths)))
+    settings = RunSettings(model="synthetic_shapes", images=str(data), methods=("saliency", "gradcam"), metrics=("deletion", "pointing_game", "sparseness"), batch_size=64)
+    run_dataset(settings, runs / "shapes")
+    cm = analysis.confusion(load_run(runs / "shapes").predictions)
+    row, col = next((i, j) for i in range(cm.shape[0]) for j in range(cm.shape[1]) if cm.index[i] != cm.columns[j] and cm.iat[i, j])
+    with browser_page(server + "/dataset", "dataset.png", height=5200) as page:
+        box = page.get_by_role("textbox", name="Runs folder", exact=True)
+        box.fill(str(runs))
+        box.press("Enter")
+        page.wait_for_selector("text=Download the per-class summary (CSV)", timeout=240_000)
+        page.wait_for_selector(".js-plotly-plot .scatterlayer .point", timeout=60_000)
+        # the confusion matrix: one invisible marker per cell, in row-major order; a click filters the page to that cell
+        page.locator(".js-plotly-plot").first.locator(".scatterlayer .point").nth(row * cm.shape[1] + col).click(force=True)
+        page.wait_for_selector(f"text=Showing the images labelled {cm.index[row]} and predicted {cm.columns[col]}", timeout=60_000)
+        page.wait_for_timeout(1500)
+        assert page.locator("[data-testid='stImage'] img").count() >= 1 + 2 * 2
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download this gallery (PNG)").first.click()
+        assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
