@@ -24,6 +24,23 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+def open_app(page: str | None = None, *, image: str = "shapes: circle", methods: list[str] | None = None, model: str = "synthetic_shapes", run: bool = True, **state: object):
+    """An AppTest of the dashboard on ``page`` (a file under app_pages/, or the Compare page) with the sidebar's model,
+    image and methods set, and any other session ``state``; run once unless ``run=False``."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["model_name"] = model
+    at.session_state["image_name"] = image
+    if methods is not None:
+        at.session_state["methods"] = methods
+    for k, v in state.items():
+        at.session_state[k] = v
+    if page:
+        at.switch_page(f"app_pages/{page}.py")
+    return at.run() if run else at
+
+
 @pytest.fixture(autouse=True)
 def _clear_caches() -> Iterator[None]:
     """Each app test starts with empty data caches (the model caches stay: loading is not what is tested)."""

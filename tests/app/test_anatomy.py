@@ -5,15 +5,11 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 import zoo
-from tests.app.conftest import APP
+from tests.app.conftest import open_app
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.session_state["model_name"] = "synthetic_shapes"
-    at.session_state["image_name"] = "shapes: triangle"
-    at.switch_page("app_pages/anatomy.py")
-    return at.run()
+    return open_app("anatomy", image="shapes: triangle")
 
 
 def test_layers_filters_feature_maps():

@@ -9,16 +9,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.model_state import fingerprint, hook_count
-from tests.app.conftest import APP
+from tests.app.conftest import open_app
 from tests.test_bad_inputs import IMAGE_CASES, MODEL_CASES, Evil, NoConv, script
 
 
 def _app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=240)
-    at.session_state["model_name"] = "synthetic_shapes"
-    at.session_state["image_name"] = "shapes: circle"
-    at.session_state["methods"] = ["saliency", "gradcam"]
-    return at.run()
+    return open_app(methods=["saliency", "gradcam"])
 
 
 def _ok(at: AppTest) -> None:

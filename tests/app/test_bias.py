@@ -5,19 +5,12 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import APP
+from tests.app.conftest import open_app
 
-PAGE = "app_pages/bias.py"
 
 
 def _page(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.session_state["model_name"] = "synthetic_shapes"
-    at.session_state["image_name"] = "shapes: cross"
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.switch_page(PAGE)
-    return at.run()
+    return open_app("bias", image="shapes: cross", **state)
 
 
 def _click(at: AppTest, label: str) -> AppTest:

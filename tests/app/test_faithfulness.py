@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 import explainers
 import metrics
 import zoo
-from tests.app.conftest import APP
+from tests.app.conftest import open_app
 
 PAGE = "app_pages/faithfulness.py"
 LEADERBOARD = "app_pages/leaderboard.py"
@@ -16,12 +16,7 @@ METHODS = ["saliency", "gradcam", "random"]
 
 
 def _faithfulness() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=240)
-    at.session_state["model_name"] = "synthetic_shapes"
-    at.session_state["image_name"] = "shapes: circle"
-    at.session_state["methods"] = METHODS
-    at.switch_page(PAGE)
-    return at.run()
+    return open_app("faithfulness", methods=METHODS)
 
 
 def _table(at: AppTest):
@@ -72,11 +67,7 @@ def test_step_substrate_and_extra_metrics():
 
 
 def test_leaderboard_runs_with_progress_and_shows_ranks_and_agreement():
-    at = AppTest.from_file(APP, default_timeout=240)
-    at.session_state["model_name"] = "synthetic_shapes"
-    at.session_state["image_name"] = "shapes: circle"
-    at.session_state["methods"] = METHODS
-    at.switch_page(LEADERBOARD).run()
+    at = open_app("leaderboard", methods=METHODS)
     at.radio(key="leaderboard::source").set_value("Synthetic shapes (with masks)").run()
     at.number_input(key="leaderboard::n").set_value(3).run()
     at.multiselect(key="leaderboard::metrics").set_value(["deletion", "pointing_game", "sparseness"]).run()

@@ -5,18 +5,12 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import APP
+from tests.app.conftest import open_app
 
-PAGE = "app_pages/robustness.py"
 
 
 def _page(methods: list[str]) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.session_state["model_name"] = "synthetic_shapes"
-    at.session_state["image_name"] = "shapes: cross"
-    at.session_state["methods"] = methods
-    at.switch_page(PAGE)
-    return at.run()
+    return open_app("robustness", image="shapes: cross", methods=methods)
 
 
 def _click(at: AppTest, label: str) -> AppTest:

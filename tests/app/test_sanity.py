@@ -8,18 +8,12 @@ from streamlit.testing.v1 import AppTest
 
 import explainers
 import zoo
-from tests.app.conftest import APP
+from tests.app.conftest import open_app
 
-PAGE = "app_pages/sanity.py"
 
 
 def _sanity(methods: list[str]) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.session_state["model_name"] = "synthetic_shapes"
-    at.session_state["image_name"] = "shapes: circle"
-    at.session_state["methods"] = methods
-    at.switch_page(PAGE)
-    return at.run()
+    return open_app("sanity", methods=methods)
 
 
 def _run_button(at: AppTest):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import APP
+from tests.app.conftest import open_app
 
 # page -> [(widget kind, key, value set)]: a setting that differs from its default on each page
 SETTINGS = {
@@ -23,11 +23,7 @@ def _widget(at: AppTest, kind: str, key: str):
 
 
 def test_every_pages_settings_survive_switching_pages():
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.session_state["model_name"] = "synthetic_shapes"
-    at.session_state["image_name"] = "shapes: circle"
-    at.session_state["methods"] = ["saliency"]
-    at.run()
+    at = open_app(methods=["saliency"])
     for page, settings in SETTINGS.items():
         at.switch_page(f"app_pages/{page}.py").run()
         assert not at.exception, (page, at.exception)
