@@ -8,7 +8,6 @@ from streamlit.testing.v1 import AppTest
 from tests.app.conftest import open_app
 
 
-
 def _page(**state) -> AppTest:
     return open_app("bias", image="shapes: cross", **state)
 

@@ -8,7 +8,6 @@ from streamlit.testing.v1 import AppTest
 from tests.app.conftest import open_app
 
 
-
 def _page(methods: list[str]) -> AppTest:
     return open_app("robustness", image="shapes: cross", methods=methods)
 

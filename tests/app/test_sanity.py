@@ -11,7 +11,6 @@ import zoo
 from tests.app.conftest import open_app
 
 
-
 def _sanity(methods: list[str]) -> AppTest:
     return open_app("sanity", methods=methods)
 
