@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
 
 SIGNED_CMAPS = ["RdBu_r", "bwr", "coolwarm", "seismic", "PiYG"]
 ABS_CMAPS = ["inferno", "viridis", "magma", "jet", "hot", "gray", "turbo"]
@@ -109,25 +110,25 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 def colorbar(scale: Scale, width: int = 480, height: int = 56, dark: bool = False) -> np.ndarray:
     """A horizontal colour bar as uint8 RGB [height, width, 3], labelled with the values at its ends and middle."""
-    fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+    fig = _figure((width / 100, height / 100), dpi=100)
     ax = fig.add_axes((0.04, 0.55, 0.92, 0.35))
     _bar(fig, ax, scale, 8)
     _theme(fig, [ax], dark, transparent=False)
     return _rgb(fig)
 
 
-def _bar(fig: plt.Figure, ax: plt.Axes, scale: Scale, fontsize: int) -> None:
+def _bar(fig: Figure, ax: Axes, scale: Scale, fontsize: int) -> None:
     """A horizontal colour bar in ``ax``: in map units when the scale has a clip value, else in units of each map's own."""
     unit = scale.clip if scale.clip is not None else 1.0
     lo, hi = (-unit if scale.signed else 0.0), unit
-    fig.colorbar(plt.cm.ScalarMappable(Normalize(lo, hi), scale.cmap), cax=ax, orientation="horizontal")
+    fig.colorbar(ScalarMappable(Normalize(lo, hi), scale.cmap), cax=ax, orientation="horizontal")
     ax.tick_params(labelsize=fontsize)
     if scale.clip is None:
         labels = ["−clip", "0", "+clip"] if scale.signed else ["0", "clip/2", "clip"]
         ax.set_xticks([lo, (lo + hi) / 2, hi], labels)
 
 
-def _theme(fig: plt.Figure, axes: Sequence[plt.Axes], dark: bool, transparent: bool) -> None:
+def _theme(fig: Figure, axes: Sequence[Axes], dark: bool, transparent: bool) -> None:
     fg, bg = ("#e8e8e8", "#0e1117") if dark else ("#1f2430", "#ffffff")
     fig.patch.set_facecolor("none" if transparent else bg)
     for ax in axes:
@@ -137,10 +138,17 @@ def _theme(fig: plt.Figure, axes: Sequence[plt.Axes], dark: bool, transparent: b
             spine.set_edgecolor(fg)
 
 
-def _rgb(fig: plt.Figure) -> np.ndarray:
+def _figure(size: tuple[float, float], dpi: float = 100.0) -> Figure:
+    """A figure with its own Agg canvas, outside pyplot: pyplot's figure registry is global state shared by every
+    session's thread (concurrent sessions closed each other's figures and lost their canvases)."""
+    fig = Figure(figsize=size, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _rgb(fig: Figure) -> np.ndarray:
     fig.canvas.draw()
     out = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
     return out
 
 
@@ -169,7 +177,7 @@ def figure(rows: Sequence[Sequence[Tile]], scales: Sequence[Scale], opts: Export
     n_rows, n_cols = len(grid), max((len(r) for r in grid), default=1)
     tiles_h, bar_h, note_h = 2.3 * n_rows, 0.85, 0.3 if note else 0.0
     total_h = tiles_h + bar_h * len(scales) + note_h
-    fig = plt.figure(figsize=(max(2.3 * n_cols, 6.0), total_h))
+    fig = _figure((max(2.3 * n_cols, 6.0), total_h))
     low = (bar_h * len(scales) + note_h) / total_h
     spec = fig.add_gridspec(n_rows, n_cols, top=0.98, bottom=low + 0.01, hspace=0.3 if opts.titles else 0.06, wspace=0.06)
     axes = []
@@ -192,7 +200,6 @@ def figure(rows: Sequence[Sequence[Tile]], scales: Sequence[Scale], opts: Export
     _theme(fig, axes, opts.dark, opts.transparent)
     buf = io.BytesIO()
     fig.savefig(buf, format=opts.fmt, dpi=opts.dpi, bbox_inches="tight", transparent=opts.transparent, facecolor=fig.get_facecolor())
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -70,3 +70,28 @@ def test_colour_bar_is_an_image_with_both_ends_of_the_map():
     bar = render.colorbar(render.Scale("RdBu_r", True, None, "signed"))
     assert bar.ndim == 3 and bar.shape[2] == 3 and bar.shape[1] >= 400
     assert "±" not in render.Scale("RdBu_r", True, None).caption(99) and "±2.5" in render.Scale("RdBu_r", True, 2.5).caption(99)
+
+
+def test_figures_drawn_by_many_sessions_at_once_equal_the_ones_drawn_alone(tiles):
+    """Each session's script runs in its own thread (a CI run of eight sessions lost a figure's canvas while pyplot's
+    global registry was shared): colour bars and exported figures drawn concurrently, from a fresh interpreter so the
+    backend is chosen under the race, equal the same figures drawn one at a time."""
+    import subprocess
+    import sys
+
+    code = """
+import hashlib, numpy as np
+from concurrent.futures import ThreadPoolExecutor
+from dashboard import render
+tiles = [("a", np.full((32, 32, 3), 40, np.uint8)), ("b", np.full((32, 32, 3), 200, np.uint8))]
+scales = [render.Scale("RdBu_r", True, None, "s"), render.Scale("inferno", False, 0.25, "g")]
+def draw(i):
+    s = scales[i % 2]
+    return hashlib.sha1(render.colorbar(s).tobytes() + render.figure([tiles], [s], render.Export(dpi=50))).hexdigest()
+with ThreadPoolExecutor(8) as pool:
+    together = list(pool.map(draw, range(48)))
+alone = [draw(i) for i in range(2)]
+print(together == alone * 24)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "True", out.stderr[-3000:]

@@ -147,7 +147,7 @@ def test_the_dataset_page_filters_by_a_clicked_confusion_cell(server, tmp_path):
     run_dataset(settings, runs / "shapes")
     cm = analysis.confusion(load_run(runs / "shapes").predictions)
     row, col = next((i, j) for i in range(cm.shape[0]) for j in range(cm.shape[1]) if cm.index[i] != cm.columns[j] and cm.iat[i, j])
-    with browser_page(server + "/dataset", "dataset.png", height=5200) as page:
+    with browser_page(server + "/dataset", "dataset.png", first_screen=False) as page:
         box = page.get_by_role("textbox", name="Runs folder", exact=True)
         box.fill(str(runs))
         box.press("Enter")

@@ -17,7 +17,7 @@ def _choose_methods(page, titles: list[str]) -> None:
     box = page.locator("[data-testid='stMain'] [data-testid='stMultiSelect']").filter(has_text="Methods").first
     box.get_by_role("button", name="Clear all").click()
     for t in titles:
-        box.locator("input").fill(t)
+        box.locator("input").press_sequentially(t, delay=20)
         page.get_by_role("option", name=t).first.click()
     page.keyboard.press("Escape")
 

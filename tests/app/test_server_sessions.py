@@ -111,7 +111,7 @@ def test_stop_interrupts_a_long_computation_and_the_session_goes_on(server):
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             # minutes of work on EfficientNet-Lite0 at the defaults
             page.goto(server + "/?methods=rise,lime,kernel_shap,scorecam")
-            stop = page.get_by_role("button", name="Stop", exact=True)
+            stop = page.locator("[data-testid='stMain']").get_by_role("button", name="Stop", exact=True)  # ours, not the toolbar's
             stop.wait_for(timeout=240_000)
             page.wait_for_timeout(3000)
             page.screenshot(path=str(SHOTS / "progress-and-stop.png"))
