@@ -129,7 +129,7 @@ def scorecam(ctx: Context, x: torch.Tensor, target: torch.Tensor, max_channels: 
         scores = []
         with torch.no_grad():
             for i in range(0, len(masks), batch_size):
-                logits = ctx.model(x[b : b + 1] * masks[i : i + batch_size].unsqueeze(1))
+                logits = ctx.forward(x[b : b + 1] * masks[i : i + batch_size].unsqueeze(1))
                 scores.append(torch.softmax(logits.float(), dim=1)[:, target[b]])
         s = torch.cat(scores).view(-1, 1, 1)
         out.append(upsample(F.relu((s * a).sum(0, keepdim=True)), x.shape[-2:])[0])

@@ -26,6 +26,14 @@ class Context:
     layer: str | None = None
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits float32 [B,K] of ``x`` [B,C,H,W] from the forward-only engine (``metrics.engine``: ONNX Runtime on
+        a private copy, within 1e-4 of eager, in its measured chunks; no gradients). For every forward-only pass of a
+        method (masked or perturbed inputs); methods that need gradients call ``model`` itself."""
+        from metrics.engine import engine  # here, not at the top: metrics imports explainers
+
+        return engine(self.model, x)(x)
+
     def layer_module(self) -> nn.Module:
         """The CAM layer: ``layer`` by name, else the model's last ``nn.Conv2d`` (in module order)."""
         modules = dict(self.model.named_modules())

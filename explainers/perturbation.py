@@ -48,7 +48,7 @@ def occlusion(ctx: Context, x: torch.Tensor, target: torch.Tensor, window: float
     """Drop of the target logit when a sliding patch is replaced by zero (the mean image)."""
     h, w = x.shape[-2:]
     win, step = _window(h, w, window), _window(h, w, stride)
-    attr = Occlusion(ctx.model).attribute(
+    attr = Occlusion(ctx.forward).attribute(
         x,
         sliding_window_shapes=(x.shape[1], win, win),
         strides=(x.shape[1], step, step),
@@ -106,7 +106,7 @@ def rise(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_masks: int, cell
             k = min(batch_size, n_masks - done)
             masks = rise_masks(grid[done : done + k], dy[done : done + k], dx[done : done + k], (h, w), x.device)
             with torch.no_grad():
-                probs = torch.softmax(ctx.model(x[b : b + 1] * masks.unsqueeze(1)).float(), dim=1)[:, target[b]]
+                probs = torch.softmax(ctx.forward(x[b : b + 1] * masks.unsqueeze(1)), dim=1)[:, target[b]]
             acc += torch.einsum("n,nhw->hw", probs, masks)
             done += k
         out.append(acc / (n_masks * p))
@@ -144,7 +144,7 @@ def _surrogate(
     for b in range(len(x)):
         mask = seg[b : b + 1].expand(1, x.shape[1], -1, -1)
         with seeded(seed, x.device):
-            attr = cls(ctx.model).attribute(
+            attr = cls(ctx.forward).attribute(
                 x[b : b + 1],
                 baselines=0.0,
                 target=target[b : b + 1],

@@ -115,7 +115,6 @@ def score(
     mask: torch.Tensor | None = None,
     seed: int = 0,
     batch_size: int | None = None,
-    compile: bool | None = None,
     method_params: dict[str, dict[str, Any]] | None = None,
     **params: Any,
 ) -> dict[str, torch.Tensor]:
@@ -129,7 +128,7 @@ def score(
     if spec.needs_mask and mask is None:
         raise ParameterError(f"{spec.title} needs a ground-truth mask; this image has none")
     ctx = MetricContext(
-        inp.net, inp.x, inp.target, mask=mask, seed=seed, batch_size=batch_size, compile=compile, source=model, method_params=method_params or {}
+        inp.net, inp.x, inp.target, mask=mask, seed=seed, batch_size=batch_size, source=model, method_params=method_params or {}
     )
     return spec.fn(ctx, inp.maps, **resolved)
 

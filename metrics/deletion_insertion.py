@@ -13,9 +13,8 @@ Definition (followed exactly):
 - AUC = (sum of the N points - first/2 - last/2) / (N - 1), the trapezoid rule on [0, 1].
 
 Speed: the points every curve shares (the image, the fully replaced image, the blurred image) are
-computed once for all methods; every other point is one forward on the fast inference path
-(``metrics.inference``), in chunks of the fastest batch size, the perturbed inputs built for a whole
-chunk at once from the pixel ranks (no per-step Python or numpy).
+computed once for all methods; every other point is one forward of the engine (``metrics.engine``: ONNX
+Runtime, or the torch path with its reason), the perturbed inputs built for several of its chunks at once from the pixel ranks (no per-step Python or numpy).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from core import progress
 from core.errors import ParameterError
 from core.registry import Param
 from metrics.common import check_maps, check_x, pixel_ranks, prepare
-from metrics.inference import fast_forward
+from metrics.engine import engine
 from metrics.registry import MetricContext, metric
 
 SUBSTRATES = ("zero", "blur", "mean")
@@ -129,12 +128,12 @@ def deletion_insertion(
     substrate: str = "zero",
     batch_size: int | None = None,
     curves: tuple[str, ...] = CURVES,
-    compile: bool | None = None,
 ) -> DeletionInsertion:
     """Deletion and insertion curves of one or many maps.
 
     ``x`` [B,C,H,W] preprocessed; ``attribution`` [B,H,W] or {name: [B,H,W]}; ``target`` int or [B].
     Returns curves [B,N] and AUCs [B] (dicts by name when a dict was given), N = ceil(H*W/step) + 1.
+    ``batch_size``: perturbed images built and passed to the engine at once (None: a few of its chunks).
     """
     start = time.perf_counter()
     inp = prepare(model, x, attribution, target)
@@ -155,7 +154,7 @@ def deletion_insertion(
     ends = {"x": x, **({"sub": sub} if "deletion" in curves else {}), **({"blur": blur} if "insertion" in curves else {})}
     inner = torch.arange(1, n_points - 1, device=x.device)
     total = len(curves) * len(names) * b * inner.numel() + len(ends) * b
-    ff = fast_forward(net, x, batch_size=batch_size, compile=compile, forwards=total)
+    ff = engine(net, x)
     p = dict(zip(ends, ff.probability(torch.cat(list(ends.values())), t.repeat(len(ends))).split(b), strict=True))
     values = torch.empty(len(curves), len(names), b, n_points, device=x.device)
     for ci, c in enumerate(curves):
@@ -164,7 +163,7 @@ def deletion_insertion(
     # fill / base image per curve: deletion puts the substrate over x, insertion puts x over the blur
     fills = torch.stack([{"deletion": sub, "insertion": x}[c] for c in curves])  # [Cv,B,C,H,W]
     bases = torch.stack([{"deletion": x, "insertion": blur}[c] for c in curves])
-    _inner_points(ff, t, ranks, counts, fills, bases, values)
+    _inner_points(ff, t, ranks, counts, fills, bases, values, batch_size)
     out: dict[str, Any] = {"deletion": None, "insertion": None, "deletion_auc": None, "insertion_auc": None}
     for ci, c in enumerate(curves):
         per = {m: values[ci, mi].cpu() for mi, m in enumerate(names)}
@@ -176,7 +175,7 @@ def deletion_insertion(
 
 
 def _inner_points(
-    ff: Any, t: torch.Tensor, ranks: torch.Tensor, counts: torch.Tensor, fills: torch.Tensor, bases: torch.Tensor, values: torch.Tensor
+    ff: Any, t: torch.Tensor, ranks: torch.Tensor, counts: torch.Tensor, fills: torch.Tensor, bases: torch.Tensor, values: torch.Tensor, batch_size: int | None
 ) -> None:
     """Fill ``values`` [Cv,M,B,N] at the inner points 1..N-2 of every (curve, method, image): one forward per point, in
     chunks; ``ranks`` [M,B,H*W], ``counts`` [N], ``fills``/``bases`` [Cv,B,C,H,W] (the top pixels come from the fill)."""
@@ -186,7 +185,7 @@ def _inner_points(
     if not inner.numel():
         return
     jobs = torch.cartesian_prod(torch.arange(n_cv), torch.arange(n_m), torch.arange(b), torch.arange(inner.numel())).to(values.device)
-    chunk = ff.batch_size * max(1, 32 // ff.batch_size)  # build several engine chunks at once
+    chunk = batch_size or ff.batch_size * max(1, 32 // ff.batch_size)  # build several engine chunks at once
     with progress.stage("curve points", math.ceil(jobs.shape[0] / chunk)) as st:
         for i in range(0, jobs.shape[0], chunk):
             st.at(i // chunk)
@@ -244,7 +243,6 @@ def _score(ctx: MetricContext, maps: dict[str, torch.Tensor], curve: str, step: 
         substrate=substrate,
         batch_size=ctx.batch_size,
         curves=(curve,),
-        compile=ctx.compile,
     )
     return getattr(res, f"{curve}_auc")
 

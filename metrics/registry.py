@@ -31,7 +31,7 @@ CATEGORIES: dict[str, str] = {  # display order
 class MetricContext:
     """What a metric gets besides the maps (all checked by ``metrics.common.prepare``): the model (``nn.Module``
     returning logits), ``x`` [B,C,H,W] in its input space, ``target`` [B], an optional ground-truth ``mask`` [B,H,W]
-    (bool), a seed, and a chunk size for the forward passes (None: measured). For metrics that recompute maps
+    (bool), a seed, and a chunk size for the forward passes (None: the engine's). For metrics that recompute maps
     (``explains=True``): ``source``, the model as the caller gave it (a ``zoo.LoadedModel`` keeps its CAM layer and
     pixel range), and ``method_params`` {method: params}; the maps' keys are then method names."""
 
@@ -41,7 +41,6 @@ class MetricContext:
     mask: torch.Tensor | None = None
     seed: int = 0
     batch_size: int | None = None
-    compile: bool | None = None
     source: Any = None
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
