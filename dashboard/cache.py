@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MapResult:
-    """A computed map (float32 [H,W]) with its runtime, or the reason it could not be computed."""
+    """A computed map (float32 [H,W]) with its runtime, or the reason it could not be computed; ``notes``: the
+    method's sign convention and its diagnostics' captions (e.g. IG's completeness error), for the tile."""
 
     method: str
     map: np.ndarray | None
     seconds: float
     error: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 def digest(data: bytes) -> str:
@@ -75,8 +77,9 @@ def attribution(
     """One method's map for one image and target; errors come back as a message, not a raise."""
     start = time.perf_counter()
     try:
-        out = explainers.explain(method, _model, _x, target, **dict(params))
-        return MapResult(method, out[0].cpu().numpy().astype(np.float32), time.perf_counter() - start)
+        res = explainers.explain_with_info(method, _model, _x, target, **dict(params))
+        notes = tuple(n for n in (res.convention, *res.captions(0)) if n)
+        return MapResult(method, res.maps[0].cpu().numpy().astype(np.float32), time.perf_counter() - start, notes=notes)
     except InputError as exc:
         return MapResult(method, None, time.perf_counter() - start, str(exc))
     except Exception as exc:  # a method failing on one model must not break the grid

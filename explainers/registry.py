@@ -23,7 +23,8 @@ class ExplainerSpec(Spec):
 
     ``cost(params, h, w, k) -> (forwards, forward_backwards)`` per image (k: CAM-layer channels): the pass count
     the benchmark compares the runtime against and the time estimates use. ``signed``: the map has a meaningful
-    sign. ``default``: in the Compare page's first grid.
+    sign. ``default``: in the Compare page's first grid. ``convention``: what the map's values mean (e.g. LRP's sign
+    convention), one short sentence for the tile caption; "" when there is nothing beyond the title.
     """
 
     family: str
@@ -31,6 +32,7 @@ class ExplainerSpec(Spec):
     cost: Callable[[dict, int, int, int], tuple[int, int]] = lambda p, h, w, k: (0, 1)
     signed: bool = False
     default: bool = False
+    convention: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -61,7 +61,7 @@ def _draw_rows(rows: list[tuple[str, np.ndarray, list[tuple[str, cache.MapResult
                     else:
                         tile = _tile(res, image, opts)
                         caption = f"{title} · {res.seconds:.2f} s"
-                        st.image(tile, caption=caption, width="stretch")
+                        st.image(tile, caption=" · ".join([caption, *res.notes]), width="stretch")
                         fig_tiles.append((caption, tile))
         fig_rows.append((label, image, fig_tiles))
     return fig_rows
