@@ -125,7 +125,7 @@ def _row(image: np.ndarray, cells: list[Cell], opts: Display, per_cell: dict[int
                 tile = render.render_tile(
                     cell.outcome.value, image, signed=scale.signed, cmap=scale.cmap, overlay=opts.overlay, opacity=opts.opacity, clip_percentile=opts.clip, clip=scale.clip
                 )
-                st.image(tile, caption=" · ".join(t for t in (title, f"{cell.outcome.seconds:.2f} s", cell.note) if t), width="stretch")
+                st.image(tile, caption=" · ".join(t for t in (title, f"{cell.outcome.seconds:.2f} s", cell.note, *cell.outcome.notes) if t), width="stretch")
                 tiles.append((title, tile))
     return tiles
 

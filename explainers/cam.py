@@ -111,12 +111,20 @@ def gradcam_plus_plus(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> to
     library="by hand, batched masked forwards",
     params=(
         Param("max_channels", 0, 0, 4096, 1, help="0 = every channel (the paper); N = the N most active channels"),
+        Param(
+            "weights",
+            "probability",
+            choices=("probability", "channel_softmax"),
+            help="probability: the target's softmax probability on each masked input (the authors' code); "
+            "channel_softmax: a softmax over the channels of the target's logit on them (pytorch-grad-cam, torchcam)",
+        ),
         Param("batch_size", 8, 1, 512, 1),
     ),
     cost=lambda p, h, w, k: (1 + min(p["max_channels"] or k, k), 0),
 )
-def scorecam(ctx: Context, x: torch.Tensor, target: torch.Tensor, max_channels: int, batch_size: int) -> torch.Tensor:
-    """ReLU(sum_k s_k A_k), s_k = softmax score of class c on x * normalize(upsample(A_k))."""
+def scorecam(ctx: Context, x: torch.Tensor, target: torch.Tensor, max_channels: int, weights: str, batch_size: int) -> torch.Tensor:
+    """ReLU(sum_k s_k A_k), s_k = score of class c on x * normalize(upsample(A_k)): its softmax probability, or
+    (``weights="channel_softmax"``) the softmax over k of its logit."""
     act, _, _ = activations_and_grads(ctx, x, target, grads=False)
     out = []
     for b in range(len(x)):
@@ -130,8 +138,9 @@ def scorecam(ctx: Context, x: torch.Tensor, target: torch.Tensor, max_channels: 
         with torch.no_grad():
             for i in range(0, len(masks), batch_size):
                 logits = ctx.forward(x[b : b + 1] * masks[i : i + batch_size].unsqueeze(1))
-                scores.append(torch.softmax(logits.float(), dim=1)[:, target[b]])
-        s = torch.cat(scores).view(-1, 1, 1)
+                scores.append((torch.softmax(logits, dim=1) if weights == "probability" else logits)[:, target[b]])
+        s = torch.cat(scores)
+        s = (s if weights == "probability" else torch.softmax(s, dim=0)).view(-1, 1, 1)
         out.append(upsample(F.relu((s * a).sum(0, keepdim=True)), x.shape[-2:])[0])
     return torch.stack(out)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from core.errors import MethodNotApplicable
 from core.model_state import Hooks
+from explainers.diagnostics import Diagnostic
 
 
 @dataclass
@@ -19,12 +20,18 @@ class Context:
     returns (register hooks through it, or through a nested ``Hooks`` block). ``layer``: name of the module whose
     output is the CAM feature map (None: the model's last ``nn.Conv2d``). ``bounds``: the input domain's lowest
     and highest values per channel, [1,C,1,1] each (the normalized images of black and white pixels).
+    ``diagnostics``: what the method reported about its maps (``report``), returned by ``explain_with_info``.
     """
 
     model: nn.Module
     hooks: Hooks
     layer: str | None = None
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+    diagnostics: dict[str, Diagnostic] = field(default_factory=dict)
+
+    def report(self, key: str, diagnostic: Diagnostic) -> None:
+        """Attach a per-image check to this computation's result (one per key; a later report replaces it)."""
+        self.diagnostics[key] = diagnostic
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits float32 [B,K] of ``x`` [B,C,H,W] from the forward-only engine (``metrics.engine``: ONNX Runtime on

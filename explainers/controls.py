@@ -21,9 +21,10 @@ _PAPER = "Adebayo et al. 2018, Sanity Checks for Saliency Maps"
     cost=lambda p, h, w, k: (0, 0),
 )
 def random(ctx: Context, x: torch.Tensor, target: torch.Tensor, seed: int) -> torch.Tensor:
-    """Uniform noise in [0,1), [B,H,W]; independent of the model by construction."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.rand((x.shape[0], *x.shape[-2:]), generator=gen).to(x.device)
+    """Uniform noise in [0,1), [B,H,W]; independent of the model by construction, and of the batch: every image's
+    map is drawn from a generator seeded by ``seed`` alone (the same map for every image at one seed)."""
+    noise = torch.rand(x.shape[-2:], generator=torch.Generator().manual_seed(seed))
+    return noise.expand(x.shape[0], -1, -1).clone().to(x.device)
 
 
 @explainer(

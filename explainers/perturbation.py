@@ -94,12 +94,12 @@ def rise_masks(grid: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, size: tup
     cost=lambda p, h, w, k: (p["n_masks"], 0),
 )
 def rise(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_masks: int, cells: int, p: float, seed: int, batch_size: int) -> torch.Tensor:
-    """sum_i P(c | x * M_i) M_i / (N p), masked with zero (the mean image in input space)."""
-    gen = torch.Generator().manual_seed(seed)
+    """sum_i P(c | x * M_i) M_i / (N p), masked with zero (the mean image in input space). Every image draws its
+    masks from a generator seeded by ``seed`` alone (its map does not depend on the rest of the batch)."""
     h, w = x.shape[-2:]
     out = []
     for b in range(len(x)):
-        grid, dy, dx = rise_draws(n_masks, (h, w), cells, p, gen)
+        grid, dy, dx = rise_draws(n_masks, (h, w), cells, p, torch.Generator().manual_seed(seed))
         acc = torch.zeros(h, w, device=x.device)
         done = 0
         while done < n_masks:

@@ -68,9 +68,16 @@ def prepare(model: Any, x: Any, attribution: torch.Tensor | dict[str, torch.Tens
     return Inputs(net, x, t, maps, single)
 
 
+RANKING = "pixels ranked by value, not |value| (signed maps: the strongest evidence for the target first, against it last)"
+
+
 def pixel_ranks(attribution: torch.Tensor) -> torch.Tensor:
     """[B,H,W] -> long [B,H*W]: each pixel's position in ``argsort(map.flatten(), descending=True, stable=True)``
-    (0 = most relevant; equal values keep raster order)."""
+    (0 = most relevant; equal values keep raster order).
+
+    By value, not |value|: every signed method here means "raises the target's score" by a positive value (LRP
+    included, see ``explainers.propagation``), so a negative pixel is evidence against the target and comes last;
+    unsigned maps are magnitudes already. ``RANKING`` says so in the metrics' conventions."""
     flat = attribution.flatten(1)
     order = torch.argsort(flat, dim=1, descending=True, stable=True)
     ranks = torch.empty_like(order)

@@ -3,7 +3,9 @@ Black-box Models", BMVC), computed with one forward per curve point and no more.
 
 Definition (followed exactly):
 
-- ranking: ``torch.argsort(map.flatten(), descending=True, stable=True)`` (ties keep raster order);
+- ranking: ``torch.argsort(map.flatten(), descending=True, stable=True)`` (ties keep raster order), by value, not
+  |value|: a signed map's most positive pixels (the strongest evidence for the target) come first, its most
+  negative last (``metrics.common.pixel_ranks``);
 - deletion: from the preprocessed image, the top ``k*step`` pixels (all channels) are replaced by the
   substrate, k = 0..ceil(H*W/step); the curve is the softmax probability of the target class.
   Substrates: ``zero`` (0 in the model's normalized input space, as the RISE code does),
@@ -30,7 +32,7 @@ from torchvision.transforms.functional import gaussian_blur
 from core import progress
 from core.errors import ParameterError
 from core.registry import Param
-from metrics.common import check_maps, check_x, pixel_ranks, prepare
+from metrics.common import RANKING, check_maps, check_x, pixel_ranks, prepare
 from metrics.engine import engine
 from metrics.registry import MetricContext, metric
 
@@ -106,7 +108,7 @@ def conventions(step: int, substrate: str, pixels: int) -> str:
     n = math.ceil(pixels / step) + 1
     sub = {"zero": "zero in the model's normalized input space", "blur": "the blurred image", "mean": "the image's per-channel mean"}[substrate]
     return (
-        f"Petsiuk et al. 2018: {step} pixels per step ({n} points on {pixels} pixels), ranking argsort(descending, stable); "
+        f"Petsiuk et al. 2018: {step} pixels per step ({n} points on {pixels} pixels), ranking by value (argsort descending, stable; not |value|); "
         f"deletion substrate: {sub}; insertion starts from gaussian_blur(kernel {BLUR_KERNEL}, sigma {BLUR_SIGMA:g}); "
         "score: softmax probability of the target; AUC = (sum - first/2 - last/2)/(N-1). Deletion: lower is better; insertion: higher is better."
     )
@@ -252,7 +254,7 @@ def _score(ctx: MetricContext, maps: dict[str, torch.Tensor], curve: str, step: 
     category="faithfulness",
     higher_is_better=False,
     paper="Petsiuk et al. 2018, RISE (BMVC)",
-    conventions="AUC of the target's softmax probability as the top pixels are replaced by the substrate; trapezoid on [0,1]",
+    conventions=f"AUC of the target's softmax probability as the top pixels are replaced by the substrate; trapezoid on [0,1]; {RANKING}",
     params=_PARAMS,
     cost=_cost,
 )
@@ -266,7 +268,7 @@ def deletion(ctx: MetricContext, maps: dict[str, torch.Tensor], *, step: int = 2
     category="faithfulness",
     higher_is_better=True,
     paper="Petsiuk et al. 2018, RISE (BMVC)",
-    conventions="AUC of the target's softmax probability as the top pixels are restored onto the blurred image (kernel 11, sigma 5)",
+    conventions=f"AUC of the target's softmax probability as the top pixels are restored onto the blurred image (kernel 11, sigma 5); {RANKING}",
     params=(_PARAMS[0],),
     cost=_cost,
 )

@@ -2,7 +2,7 @@
 
 Signed-gradient steps on delta (||delta||_inf <= eps, pixel space) that keep the predicted label (checked with the
 real model after every step; a step that flips it is refused and the step size halved) and drag the map away:
-"topk" lowers the map's mass on the original top-k pixels, "com" moves its centre of mass. Second-order gradients
+"topk" lowers the map's mass on the original top-k pixels of |map|, "com" moves the centre of mass of |map|. Second-order gradients
 need a smooth model: on a private copy every ReLU becomes softplus(beta=10) and ReLU6 softplus(x) - softplus(x - 6)
 with the same beta, for the attack's gradients only; the maps reported are the real method on the real model. A
 random-sign perturbation of the same size is the baseline. eps is given in 1/255 units of pixel space.

@@ -2,7 +2,8 @@
 Methods", ICML), with noisy linear imputation.
 
 For each percentage p, the top p% pixels (MoRF, most relevant first) or the bottom p% (LeRF, least
-relevant first) of the ranking ``argsort(map, descending, stable)`` are removed and imputed: each
+relevant first) of the ranking ``argsort(map, descending, stable)`` (by value, not |value|: a signed map's
+evidence against the target is the least relevant, ``metrics.common.pixel_ranks``) are removed and imputed: each
 removed pixel becomes the weighted mean of its 8 neighbours (weights 1/6 for the 4 direct, 1/12 for
 the diagonal neighbours; out-of-image neighbours dropped), removed neighbours being unknowns of the
 same sparse linear system, solved per image and mask for all channels at once (scipy.sparse, as the
@@ -30,7 +31,7 @@ import torch
 from core import progress
 from core.errors import ParameterError
 from core.registry import Param
-from metrics.common import Inputs, pixel_ranks, prepare
+from metrics.common import RANKING, Inputs, pixel_ranks, prepare
 from metrics.engine import engine
 from metrics.registry import MetricContext, metric
 
@@ -160,7 +161,7 @@ def _score(ctx: MetricContext, maps: dict[str, torch.Tensor], order: str, noise:
     return {m: c.mean(1) for m, c in getattr(res, order).items()}
 
 
-_CONV = "noisy linear imputation (8 neighbours, 1/6 and 1/12), noise std {noise} in input space, at 10%..90%; score = mean target probability"
+_CONV = f"noisy linear imputation (8 neighbours, 1/6 and 1/12), noise std 0.01 by default, in input space, at 10%..90%; score = mean target probability; {RANKING}"
 
 
 @metric(
