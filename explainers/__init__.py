@@ -2,7 +2,7 @@
 
 Public API: ``names()``, ``get(name)``, ``explain(name, model, x, target, **params)``, ``by_family()``,
 ``default_methods()``. A method is one decorated function in one of the family modules (``gradient``, ``cam``,
-``perturbation``, ``propagation``, ``controls``), registered under its function's name::
+``perturbation``, ``propagation``, ``patternnet``, ``controls``), registered under its function's name::
 
     @explainer(title="My method", family="gradient", paper="...", library="...")
     def my_method(ctx, x, target):       # x: [B,3,H,W] normalized, target: [B] long
@@ -20,7 +20,7 @@ from core import memory, progress
 from core.checks import as_module, check_target, check_x
 from core.errors import InputError
 from core.model_state import Hooks, using
-from explainers import cam, controls, gradient, perturbation, propagation  # noqa: F401  (registration)
+from explainers import cam, controls, gradient, patternnet, perturbation, propagation  # noqa: F401  (registration)
 from explainers.context import Context
 from explainers.registry import EXPLAINERS, FAMILIES, ExplainerSpec, explainer
 
