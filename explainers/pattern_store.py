@@ -184,17 +184,18 @@ def load(path: Path) -> Patterns:
     return _load_cached(str(path), st.st_mtime_ns, st.st_size)
 
 
-def stored_files(model: nn.Module, estimator: str = "*", directories: Sequence[Path] | None = None) -> list[Path]:
-    """The pattern files of ``model``'s exact weights (all estimators by default) in the cache folder and the shipped
-    ones. Their names and modification times can key a cache of maps (maps change when patterns are learned)."""
-    fp = fingerprint(as_module(model))
+def stored_files(model: nn.Module | str, estimator: str = "*", directories: Sequence[Path] | None = None) -> list[Path]:
+    """The pattern files of ``model``'s exact weights (a module, or its fingerprint), all estimators by default, in
+    the cache folder and the shipped ones. Their names and modification times can key a cache of maps (maps change
+    when patterns are learned)."""
+    fp = model if isinstance(model, str) else fingerprint(as_module(model))
     dirs = directories if directories is not None else (cache_dir(), SHIPPED_DIR)
     return [p for d in dirs if d.is_dir() for p in sorted(d.glob(f"{fp}--*--{estimator}.safetensors"))]
 
 
-def stored(model: nn.Module, estimator: str, directories: Sequence[Path] | None = None) -> Patterns | None:
-    """The most recently learned patterns of ``model``'s exact weights for ``estimator`` (any data source), from the
-    cache folder or the shipped ones; None when there are none."""
+def stored(model: nn.Module | str, estimator: str, directories: Sequence[Path] | None = None) -> Patterns | None:
+    """The most recently learned patterns of ``model``'s exact weights (a module, or its fingerprint) for
+    ``estimator`` (any data source), from the cache folder or the shipped ones; None when there are none."""
     return max((load(p) for p in stored_files(model, estimator, directories)), key=lambda p: p.created, default=None)
 
 

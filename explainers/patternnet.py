@@ -84,15 +84,15 @@ def resolve_patterns(model: nn.Module, value: Any) -> Patterns:
     learn them."""
     from explainers import pattern_store  # not at import: ``python -m explainers.pattern_store`` runs it as __main__
 
+    fp = fingerprint(model)
     if isinstance(value, Patterns):
         patterns = value
     elif value in ESTIMATORS:
-        patterns = pattern_store.stored(model, value)
+        patterns = pattern_store.stored(fp, value)
         if patterns is None:
             raise MethodNotApplicable(HOW_TO_FIT)
     else:
         patterns = pattern_store.load(Path(value))
-    fp = fingerprint(model)
     if patterns.fingerprint != fp:
         raise MethodNotApplicable(f"these patterns were learned for other weights (fingerprint {patterns.fingerprint}, the model's is {fp}): {HOW_TO_FIT}")
     return patterns

@@ -8,8 +8,8 @@ estimated from the data; it has the weight's shape, and w^T a = 1 for every neur
 ``w * a`` adds up to y). With E the mean over the samples of the regime named below, and cov_r(x, y) =
 E_r[x y] - E_r[x] E_r[y]:
 
-- ``linear`` (S_a, the paper's eq. 4): every sample; a = cov(x, y) / (w^T cov(x, y)) = cov(x, y) / var(y).
-- ``two_component`` (S_a+-, the paper's eq. 7) for a layer whose only consumer is a ReLU-like gate: the samples where
+- ``linear`` (S_a): every sample; a = cov(x, y) / (w^T cov(x, y)) = cov(x, y) / var(y).
+- ``two_component`` (S_a+-) for a layer whose only consumer is a ReLU-like gate: the samples where
   the gate passes the signal, +: a_+ = (E_+[x y] - E_+[x] E_+[y]) / (w^T E_+[x y] - w^T E_+[x] E_+[y]). The regime +
   is y > 0 for ``nn.ReLU`` and 0 < y < 6 for ``nn.ReLU6`` (our extension: above its clip ReLU6's output is constant
   and its derivative 0, as a ReLU's below 0; any ``nn.Hardtanh`` with min_val 0 likewise). a_- (the other samples) is
@@ -45,8 +45,8 @@ from zennit.layer import Sum
 from core import progress
 from core.checks import as_module, check_x
 from core.errors import InputError, ParameterError
-from core.model_state import fingerprint, using
-from explainers.canonical import canonical_copy
+from core.model_state import fingerprint, model_lock, private_copy, using
+from explainers.canonical import canonical_copy, forget
 
 ESTIMATORS = ("two_component", "linear")
 FORMAT = "attribution-dashboard patterns 1"
@@ -253,30 +253,41 @@ def fit(model: Any, batches: Iterable[torch.Tensor], *, estimator: str = "two_co
 
 
 def fit_estimators(model: Any, batches: Iterable[torch.Tensor], estimators: Iterable[str] = ESTIMATORS, *, data: str = "unnamed data") -> dict[str, Patterns]:
-    """``fit`` for several estimators in one pass over the data (the sums they share are computed once)."""
+    """``fit`` for several estimators in one pass over the data (the sums they share are computed once). Runs on a
+    private copy of the model: the shared model's lock is held only to copy it, not for the minutes a fit takes."""
     estimators = tuple(dict.fromkeys(estimators))
     bad = [e for e in estimators if e not in ESTIMATORS]
     if bad or not estimators:
         raise ParameterError(f"estimator must be one of {', '.join(ESTIMATORS)}; got {', '.join(bad) or 'none'}")
     net = as_module(model)
-    with using(net) as hooks, torch.no_grad():
-        gm = canonical_copy(net)
-        layers = pattern_layers(gm)
-        sums = {(name, r): _Moments() for name, layer in layers.items() for r in _regimes(layer, estimators)}
-        _attach_statistics(gm, layers, estimators, sums, hooks)
-        device = next(gm.parameters()).device
-        n_images = 0
-        for i, x in enumerate(batches):
-            progress.tick(f"learning patterns: batch {i + 1} ({n_images} images so far)")
-            x = check_x(x).to(device)
-            gm(x)
-            n_images += x.shape[0]
-        hooks.remove()
-        if n_images == 0:
-            raise ParameterError("no images to learn patterns from: the batches were empty")
+    with model_lock(net):
         fp = fingerprint(net)
-        created = datetime.now(UTC).isoformat(timespec="seconds")
-        return {e: _patterns(gm, layers, e, sums, data=data, n_images=n_images, fp=fp, created=created) for e in estimators}
+    private = private_copy(net)
+    try:
+        with using(private) as hooks, torch.no_grad():
+            gm = canonical_copy(private)
+            layers = pattern_layers(gm)
+            sums = {(name, r): _Moments() for name, layer in layers.items() for r in _regimes(layer, estimators)}
+            _attach_statistics(gm, layers, estimators, sums, hooks)
+            n_images = _run(gm, batches)
+    finally:
+        forget(private)
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    return {e: _patterns(gm, layers, e, sums, data=data, n_images=n_images, fp=fp, created=created) for e in estimators}
+
+
+def _run(gm: fx.GraphModule, batches: Iterable[torch.Tensor]) -> int:
+    """Forward every batch (the hooks gather the moments), ticking ``core.progress``; returns the number of images."""
+    device = next(gm.parameters()).device
+    n_images = 0
+    for i, x in enumerate(batches):
+        progress.tick(f"learning patterns: batch {i + 1} ({n_images} images so far)")
+        x = check_x(x).to(device)
+        gm(x)
+        n_images += x.shape[0]
+    if n_images == 0:
+        raise ParameterError("no images to learn patterns from: the batches were empty")
+    return n_images
 
 
 def outer_calls_only(hook: Callable[..., Any]) -> Callable[..., Any]:

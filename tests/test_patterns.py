@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from torch import nn
 import explainers
 from core import progress
 from core.errors import InputError, MethodNotApplicable, ParameterError
-from core.model_state import hook_count, using
+from core.model_state import hook_count, is_busy, using
 from explainers import pattern_store
 from explainers.canonical import canonical_copy
 from explainers.context import Context
@@ -214,6 +215,34 @@ def test_every_pattern_satisfies_w_dot_a_equals_one_on_a_residual_net_with_batch
         assert {p.layers[n]["regime"] for n, k in kinds.items() if k != "conv"} == {"all samples"}
 
 
+def test_a_batchnorm_that_cannot_be_folded_acts_as_a_learned_one_input_layer():
+    """BatchNorm after a ReLU stays in the canonical copy; its rule (1/s for PatternNet, 1 for PatternAttribution) must
+    equal what the estimators learn for the same affine map written as a 1x1 depthwise conv (pattern 1/w)."""
+    torch.manual_seed(5)
+    bn = nn.BatchNorm2d(4).eval()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0), bn.bias.uniform_(-0.5, 0.5), bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    affine = nn.Conv2d(4, 4, 1, groups=4)
+    with torch.no_grad():
+        affine.weight.copy_(scale.view(4, 1, 1, 1))
+        affine.bias.copy_(bn.bias - bn.running_mean * scale)
+    head = [nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()]
+    tail = [nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3)]
+    with_bn = nn.Sequential(*head, bn, *tail).eval()
+    with_conv = nn.Sequential(*head, affine, *tail).eval()
+    xs = torch.randn(16, 3, 6, 6, generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(with_bn(xs), with_conv(xs))
+    assert any(isinstance(m, nn.BatchNorm2d) for m in canonical_copy(with_bn).modules()), "the BatchNorm was folded"
+    for estimator in ESTIMATORS:
+        p_bn, p_conv = fit(with_bn, [xs], estimator=estimator), fit(with_conv, [xs], estimator=estimator)
+        torch.testing.assert_close(p_conv.tensors["2"].flatten(), 1 / scale, rtol=1e-5, atol=0)
+        for attribution in (False, True):
+            a = exact_backward(with_bn, xs[:3], torch.tensor([0, 1, 2]), p_bn, attribution=attribution)
+            b = exact_backward(with_conv, xs[:3], torch.tensor([0, 1, 2]), p_conv, attribution=attribution)
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+
+
 def test_save_and_load_round_trip_is_a_safetensors_file_without_pickle(tmp_path):
     p = fit(make_tiny(), [torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))], data="four images")
     path = p.save(tmp_path / "sub" / "p.safetensors")
@@ -231,7 +260,16 @@ def test_save_and_load_round_trip_is_a_safetensors_file_without_pickle(tmp_path)
 
 def test_fit_and_explain_leave_no_hook_and_the_model_unchanged(tiny, tiny_input):
     before = {k: v.clone() for k, v in tiny.state_dict().items()}
-    p = fit(tiny, [tiny_input])
+
+    def batches():  # while the fit runs, another thread finds the shared model free (the fit uses a private copy)
+        seen: list[bool] = []
+        other = threading.Thread(target=lambda: seen.append(is_busy(tiny)))
+        other.start()
+        other.join()
+        assert seen == [False]
+        yield tiny_input
+
+    p = fit(tiny, batches())
     for method in ("pattern_net", "pattern_attribution"):
         out = explainers.explain(method, tiny, tiny_input, 1, patterns=p)
         assert out.shape == (2, 16, 16) and out.dtype == torch.float32 and torch.isfinite(out).all()
