@@ -25,6 +25,7 @@ from timing import best_of, best_up_to, pass_times, print_peak_memory  # noqa: E
 
 import explainers  # noqa: E402
 import zoo  # noqa: E402
+from core.errors import MethodNotApplicable  # noqa: E402
 from dashboard import render  # noqa: E402
 from explainers.context import Context  # noqa: E402
 
@@ -77,7 +78,11 @@ def main() -> None:
         spec = explainers.get(name)
         n_f, n_fb = spec.cost(spec.defaults(), 224, 224, channels)
         floor = n_f * best_up_to(fwd, n_f) + n_fb * best_up_to(fb, n_fb)
-        maps[name] = explainers.explain(name, loaded, x, target)[0].numpy()  # warm-up (builds the LRP copy etc.)
+        try:
+            maps[name] = explainers.explain(name, loaded, x, target)[0].numpy()  # warm-up (builds the LRP copy etc.)
+        except MethodNotApplicable as exc:  # e.g. PatternNet before its patterns are learned
+            print(f"{name:22s} not applicable here: {str(exc)[:90]}")
+            continue
         reps = 3 if floor < 3 else 1
         sec = best_of(lambda name=name: explainers.explain(name, loaded, x, target), reps=reps) if reps > 1 else _once(name, loaded, x, target)
         if spec.default:

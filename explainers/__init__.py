@@ -3,7 +3,7 @@
 Public API: ``names()``, ``get(name)``, ``explain(name, model, x, target, **params)``,
 ``explain_with_info(...)`` (the maps with the method's diagnostics, see ``explainers.diagnostics``), ``by_family()``,
 ``default_methods()``. A method is one decorated function in one of the family modules (``gradient``, ``cam``,
-``perturbation``, ``propagation``, ``controls``), registered under its function's name::
+``perturbation``, ``propagation``, ``patternnet``, ``controls``), registered under its function's name::
 
     @explainer(title="My method", family="gradient", paper="...", library="...")
     def my_method(ctx, x, target):       # x: [B,3,H,W] normalized, target: [B] long
@@ -21,7 +21,7 @@ from core import memory, progress
 from core.checks import as_module, check_target, check_x
 from core.errors import InputError
 from core.model_state import using
-from explainers import cam, controls, gradient, perturbation, propagation  # noqa: F401  (registration)
+from explainers import cam, controls, gradient, patternnet, perturbation, propagation  # noqa: F401  (registration)
 from explainers.context import Context
 from explainers.diagnostics import Diagnostic, Explanation
 from explainers.hooks import tick_per_forward
