@@ -13,12 +13,11 @@ cascade gets ``seed * 1009 + i``), so the caller's model is never touched.
   Spearman rank correlation of |smoothed map| with the original's. Lower is better.
 - Efficient MPRT (same paper): the relative rise in complexity from the trained to the fully randomized model
   (every block, the cascade's last step), (H_rand - H) / H, H = the discrete entropy (natural log) of a
-  ``n_bins``-bin histogram of the map over its range. Higher is better; NaN when the original map is constant.
+  ``n_bins``-bin histogram of the map over its range. Higher is better; 0 when the original map is constant
+  (H = 0: no complexity to rise from, counted as no rise).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -135,7 +134,7 @@ def discrete_entropy(maps: torch.Tensor, n_bins: int) -> torch.Tensor:
     category="randomization",
     higher_is_better=True,
     paper="Hedström et al. 2023, Sanity Checks Revisited: An Exploration to Repair the Model Parameter Randomisation Test (XAI in Action, NeurIPS workshop)",
-    conventions="(H_rand - H)/H, H = entropy of the map's n_bins-bin histogram, H_rand after randomizing every block (bottom-up cascade); NaN if the map is constant",
+    conventions="(H_rand - H)/H, H = entropy of the map's n_bins-bin histogram, H_rand after randomizing every block (bottom-up cascade); 0 if the map is constant",
     params=(Param("n_bins", 100, 2, 1000, 1, help="histogram bins for the discrete entropy"),),
     explains=True,
     cost=lambda p, h, w: 1,
@@ -149,5 +148,5 @@ def efficient_mprt(ctx: MetricContext, maps: dict[str, torch.Tensor], *, n_bins:
     out = {}
     for m, a in maps.items():
         h0, h1 = discrete_entropy(a, n_bins), discrete_entropy(randomized[m], n_bins)
-        out[m] = torch.where(h0 > 0, (h1 - h0) / h0.clamp(min=1e-300), torch.full_like(h0, math.nan)).float()
+        out[m] = torch.where(h0 > 0, (h1 - h0) / h0.clamp(min=1e-300), torch.zeros_like(h0)).float()
     return out
