@@ -44,6 +44,7 @@ bench: $(BENCH_STAMP)
 	$(BENCH)/bin/python benchmarks/sanity.py
 	$(BENCH)/bin/python benchmarks/robustness.py
 	$(BENCH)/bin/python benchmarks/anatomy.py
+	$(BENCH)/bin/python benchmarks/metrics.py
 
 train-synthetic: $(STAMP)
 	$(PY) -m zoo.train_synthetic

@@ -118,7 +118,7 @@ def irof(model, x, a, target, seed, *, fill):
     return _call(m, model, x, target, a, None, softmax=True)
 
 
-def local_lipschitz_estimate(model, x, a, target, seed, *, method, sigma, n_samples, normalise):
+def local_lipschitz_estimate(model, x, a, target, seed, *, method, sigma, n_samples, normalise=True):
     m = quantus.LocalLipschitzEstimate(
         nr_samples=n_samples, perturb_std=sigma, perturb_mean=0.0, normalise=normalise, abs=False, return_nan_when_prediction_changes=False, **COMMON
     )
