@@ -42,8 +42,8 @@ PIXEL = {
 }
 RECOMPUTING = {
     "local_lipschitz_estimate": ({"sigma": 0.1, "n_samples": 10}, True),  # True: one image per call (Quantus normalises by the batch's max)
-    "relative_input_stability": ({"radius": 0.1, "n_samples": 10}, False),
-    "relative_output_stability": ({"radius": 0.1, "n_samples": 10}, False),
+    "relative_input_stability": ({"radius": 0.02, "n_samples": 10}, False),
+    "relative_output_stability": ({"radius": 0.02, "n_samples": 10}, False),
     "random_logit": ({}, True),
     "smooth_mprt": ({"n_samples": 10, "noise": 0.1}, False),
     "efficient_mprt": ({"n_bins": 100}, False),

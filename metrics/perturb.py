@@ -8,6 +8,7 @@ can be reproduced there draw for draw (``benchmarks/metrics.py`` does).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -70,8 +71,6 @@ def explain_many(ctx: MetricContext, method: str, xs: torch.Tensor, target: torc
     method's parameters and the seed of the maps scored), in chunks that bound the passes per call; ``source``
     replaces the model (a randomized copy)."""
     if source is not None:
-        import dataclasses
-
         ctx = dataclasses.replace(ctx, source=source)
     chunk = chunk_for(method, ctx.method_params.get(method, {}), *xs.shape[-2:])
     return torch.cat([ctx.explain(method, xs[i : i + chunk], target[i : i + chunk]) for i in range(0, xs.shape[0], chunk)])

@@ -11,8 +11,11 @@ method, parameters and seed (``ctx.explain``); the maps given are those of the c
 - Relative output stability, ROS (same paper): the same numerator over max(||h(x) - h(x')||_2, 1e-6), h = logits.
 
 RIS and ROS are NaN for an image where no sample keeps the label (no admissible x'; the leaderboard counts it as
-failed). Noise is drawn with ``RandomState(seed)`` ([B, C*H*W] per sample, sample by sample, as Quantus does) and
-shared by every method. Hand-written: captum has only max-sensitivity; Quantus loops over samples in numpy.
+failed): near a decision boundary even small noise flips the label (EfficientNet-Lite0's top two classes for the
+cat photo are 0.379 and 0.375: at radius 0.02, 1 sample in 10 keeps the label, at 0.05 none does), hence the
+small default radius (0.02 in input space, about 2.5/255 of pixel range for Lite0). Noise is drawn with
+``RandomState(seed)`` ([B, C*H*W] per sample, sample by sample, as Quantus does) and shared by every method.
+Hand-written: captum has only max-sensitivity; Quantus loops over samples in numpy.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def _stability(ctx: MetricContext, maps: dict[str, torch.Tensor], radius: float,
     return out
 
 
-_RADIUS = Param("radius", 0.1, 0.0001, 10.0, 0.01, help="half-width of the uniform perturbation, model input space")
+_RADIUS = Param("radius", 0.02, 0.0001, 10.0, 0.01, help="half-width of the uniform perturbation, model input space")
 _RCONV = "max over x' = x + U(-radius, radius) in input space with the same predicted label of ||(e - e')/e||_2 / "
 
 
@@ -111,13 +114,13 @@ _RCONV = "max over x' = x + U(-radius, radius) in input space with the same pred
     title="Relative input stability",
     category="robustness",
     higher_is_better=False,
-    paper="Agarwal et al. 2022, Rethinking Stability for Attribution-based Explanations (ICLR workshop)",
+    paper="Agarwal et al. 2022, Rethinking Stability for Attribution-based Explanations (arXiv:2203.06877)",
     conventions=_RCONV + "max(||(x - x')/x||_2, 1e-6); elementwise divisions, a 0 divisor counts as 1e-6; NaN if no sample keeps the label",
     params=(_RADIUS, _SAMPLES),
     explains=True,
     cost=lambda p, h, w: p["n_samples"],
 )
-def relative_input_stability(ctx: MetricContext, maps: dict[str, torch.Tensor], *, radius: float = 0.1, n_samples: int = 10) -> dict[str, torch.Tensor]:
+def relative_input_stability(ctx: MetricContext, maps: dict[str, torch.Tensor], *, radius: float = 0.02, n_samples: int = 10) -> dict[str, torch.Tensor]:
     """RIS [B] per method (maps keyed by method name)."""
     return _stability(ctx, maps, radius, n_samples, "input")
 
@@ -126,12 +129,12 @@ def relative_input_stability(ctx: MetricContext, maps: dict[str, torch.Tensor], 
     title="Relative output stability",
     category="robustness",
     higher_is_better=False,
-    paper="Agarwal et al. 2022, Rethinking Stability for Attribution-based Explanations (ICLR workshop)",
+    paper="Agarwal et al. 2022, Rethinking Stability for Attribution-based Explanations (arXiv:2203.06877)",
     conventions=_RCONV + "max(||h(x) - h(x')||_2, 1e-6), h = logits; a 0 map value counts as 1e-6; NaN if no sample keeps the label",
     params=(_RADIUS, _SAMPLES),
     explains=True,
     cost=lambda p, h, w: p["n_samples"],
 )
-def relative_output_stability(ctx: MetricContext, maps: dict[str, torch.Tensor], *, radius: float = 0.1, n_samples: int = 10) -> dict[str, torch.Tensor]:
+def relative_output_stability(ctx: MetricContext, maps: dict[str, torch.Tensor], *, radius: float = 0.02, n_samples: int = 10) -> dict[str, torch.Tensor]:
     """ROS [B] per method (maps keyed by method name)."""
     return _stability(ctx, maps, radius, n_samples, "output")
