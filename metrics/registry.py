@@ -24,6 +24,8 @@ CATEGORIES: dict[str, str] = {  # display order
     "faithfulness": "Faithfulness",
     "localization": "Localization",
     "complexity": "Complexity",
+    "robustness": "Robustness",
+    "randomization": "Randomization",
 }
 
 
@@ -50,13 +52,17 @@ class MetricContext:
 
         if method not in explainers.names():
             raise ParameterError(f"this metric recomputes maps, so the maps must be keyed by method name; {method!r} is not a method")
-        return explainers.explain(method, self.source if self.source is not None else self.model, x, target, **{"seed": self.seed, **self.method_params.get(method, {})})
+        return explainers.explain(
+            method, self.source if self.source is not None else self.model, x, target, **{"seed": self.seed, **self.method_params.get(method, {})}
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class MetricSpec(Spec):
     """A registered metric: ``fn(ctx, maps, **params) -> {method: Tensor[B]}``. ``conventions``: the settings a
-    reader needs next to the number. ``explains``: it recomputes maps through ``ctx.explain`` (keys = method names). ``cost(params, h, w) -> forwards`` per image and method (0: no model call)."""
+    reader needs next to the number. ``explains``: it recomputes maps through ``ctx.explain`` (keys = method names). ``cost(params, h, w) -> forwards`` per image and method (0: no model call); for a metric that
+    explains, the maps it recomputes per image and method (each costs the method's own passes; per randomization
+    step for smooth MPRT)."""
 
     category: str
     higher_is_better: bool
