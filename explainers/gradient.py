@@ -120,9 +120,9 @@ def input_x_gradient(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> tor
     default=True,
     convention="positive raises the target's logit; the map sums to f(x) - f(x') (completeness, checked per image)",
     params=(
-        Param("n_steps", 32, 2, 4096, 1, help="points on the path (Gauss-Legendre) to start with"),
+        Param("n_steps", 32, 2, 1024, 1, help="points on the path (Gauss-Legendre) to start with"),
         Param("tolerance", COMPLETENESS_TOLERANCE, 0.0, 1.0, 0.005, help="completeness error allowed; the steps double until it is met (0: never)"),
-        Param("max_steps", 256, 2, 4096, 1, help="the doubling stops here (Sundararajan et al.: 20 to 300 steps are enough)"),
+        Param("max_steps", 256, 2, 1024, 1, help="the doubling stops here (Sundararajan et al.: 20 to 300 steps are enough)"),
         Param("baseline", "zero", choices=("zero", "blur"), help="zero = mean image in the model's input space"),
         Param("batch_size", 8, 1, 512, 1, help="path points per forward/backward pass"),
     ),

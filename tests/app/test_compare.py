@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from streamlit.testing.v1 import AppTest
@@ -20,7 +21,7 @@ def _captions(at: AppTest) -> list[str]:
 
 def _images(at: AppTest) -> int:
     """The grid's images: the input tile and one tile per method (colour bars left out)."""
-    return sum(c.startswith("Input") or c.endswith(" s") for c in _captions(at))
+    return sum(c.startswith("Input") or re.search(r"\d\.\d\d s( · |$)", c) is not None for c in _captions(at))
 
 
 def _bars(at: AppTest) -> list[str]:
