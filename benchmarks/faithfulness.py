@@ -26,13 +26,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 
+import importlib  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from timing import print_peak_memory  # noqa: E402
 
 import explainers  # noqa: E402
 import metrics  # noqa: E402
-import metrics.deletion_insertion as di  # noqa: E402
+
+di = importlib.import_module("metrics.deletion_insertion")  # the module (the package exports a function of the same name)
 import zoo  # noqa: E402
 from metrics import engine as engine_mod  # noqa: E402
 
