@@ -72,7 +72,7 @@ def relevance(ctx: Context, x: torch.Tensor, target: torch.Tensor, composite: Co
     return rel
 
 
-SIGNED = "positive raises the target's logit, negative lowers it (relevance starts from logit - bias, any sign)"
+SIGNED = "positive raises the target's logit (relevance starts from logit - bias)"
 _PAPER = "Bach et al. 2015, On Pixel-Wise Explanations...; Montavon et al. 2019, Layer-Wise Relevance Propagation: An Overview"
 
 
