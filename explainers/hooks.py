@@ -100,6 +100,32 @@ def capture_layer(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
         yield store
 
 
+def locate_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The CAM layer of a plain module, as torchcam's ``locate_candidate_layer`` finds it: from one forward pass of
+    ``x`` [B,C,H,W] (no gradients; hooks removed after), the last module to finish whose output is [B,K,h,w] with
+    h*w > 1, i.e. the feature map before global pooling (an outer block wins over its own last child: ``layer4`` of a
+    ResNet). Modules called more than once per pass (a shared activation) are skipped: their output is ambiguous."""
+    calls: dict[str, int] = {}
+    order: list[tuple[str, bool]] = []
+
+    def record(name: str):  # noqa: ANN202
+        def hook(_m: nn.Module, _i: tuple, out: object) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            order.append((name, isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-2:].numel() > 1))
+
+        return hook
+
+    with Hooks() as hooks, torch.no_grad():
+        for name, module in model.named_modules():
+            if name:
+                hooks.forward(module, record(name))
+        model(x)
+    found = next((n for n, spatial in reversed(order) if spatial and calls[n] == 1), None)
+    if found is None:
+        raise MethodNotApplicable("no layer of this model outputs a [B,K,h,w] feature map with h*w > 1: name the CAM layer with layer=...")
+    return found
+
+
 def tick_per_forward(model: nn.Module, hooks: Hooks, title: str) -> None:
     """While a progress reporter listens: ``progress.passes`` at every forward pass of ``model`` (a pre-hook on its
     first layer, in the computation's hook list, counting the batch's images). Nothing for TorchScript."""
