@@ -2,10 +2,11 @@
 
 Public API: ``load_model(name)``, ``model_names()``, ``unavailable_reason(name)``, ``download_weights(name)``,
 ``load_torchscript(bytes, class_names)``, ``sample_images()``, ``sample_masks()``, ``load_image(file_or_bytes)``,
-``register_model(ModelSpec(...))``.
+``register_model(ModelSpec(...))``, ``wrap(module, mean=, std=)`` (a notebook's plain module).
 """
 
 from zoo import catalog  # noqa: F401  (registration of the built-in models)
+from zoo.formats import wrap
 from zoo.images import load_image, sample_images, sample_masks
 from zoo.loading import download_weights, load_model, model_names, unavailable_reason
 from zoo.spec import MODELS, LoadedModel, ModelSpec, register_model
@@ -29,4 +30,5 @@ __all__ = [
     "sample_images",
     "sample_masks",
     "unavailable_reason",
+    "wrap",
 ]
