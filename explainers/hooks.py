@@ -27,8 +27,22 @@ def require_module_model(model: nn.Module, what: str) -> None:
 
 
 def has_conv(model: nn.Module) -> bool:
-    """Whether the model has a 2-D convolution (for TorchScript models: by the scripted module's original class)."""
-    return any(isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d" for m in model.modules())
+    """Whether the model has a 2-D convolution (for TorchScript models: by the scripted module's original class; for
+    a ``torch.export`` program: by an ``aten.conv2d`` call in one of its graphs)."""
+    return any(isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d" or _calls_conv(m) for m in model.modules())
+
+
+def _calls_conv(module: nn.Module) -> bool:
+    graph = getattr(module, "graph", None)
+    nodes = getattr(graph, "nodes", ())
+    return any(getattr(n, "target", None) in (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default) for n in nodes)
+
+
+def is_exported(model: nn.Module) -> bool:
+    """Whether ``model`` is a loaded ``torch.export`` program (its layers are graphs of aten operators, not nn layers)."""
+    from torch.export.unflatten import InterpreterModule, UnflattenedModule
+
+    return isinstance(model, (InterpreterModule, UnflattenedModule)) or type(model).__name__ == "GraphModule" and hasattr(model, "_in_spec")
 
 
 class _GuidedGrad(torch.autograd.Function):

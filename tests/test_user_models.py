@@ -3,6 +3,11 @@ safetensors weights."""
 
 from __future__ import annotations
 
+import io
+import json
+import pickle
+import zipfile
+
 import pytest
 import torch
 import torchvision
@@ -68,3 +73,65 @@ def test_wrap_checks_its_arguments() -> None:
         zoo.wrap(net, mean=(0.5,), std=(0.25,), classes=["a", "b"])
     with pytest.raises(ParameterError, match="nn.Module"):
         zoo.wrap("model", mean=(0.5,), std=(0.25,))  # type: ignore[arg-type]
+
+
+def _pt2(module: torch.nn.Module, size: int, dynamic: bool = True) -> bytes:
+    shapes = {"x": {0: torch.export.Dim("batch")}} if dynamic else None
+    ep = torch.export.export(module, (torch.rand(2, 3, size, size),), dynamic_shapes=shapes)
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def shapes_pt2() -> bytes:
+    return _pt2(zoo.load_model("synthetic_shapes").model, 64)
+
+
+def test_exported_program_gives_the_source_modules_maps(shapes_pt2: bytes, resnet: torch.nn.Module) -> None:
+    src = zoo.load_model("synthetic_shapes")
+    got = zoo.load_exported(shapes_pt2, mean=src.mean, std=src.std, classes=src.classes)
+    assert got.input_size == 64 and got.classes == src.classes
+    assert "features.9" in dict(got.model.named_modules())  # names kept by unflatten
+    x = torch.cat([src.preprocess(zoo.sample_images()[f"shapes: {s}"]) for s in ("circle", "square")])
+    for method in ("saliency", "gradcam", "occlusion"):
+        torch.testing.assert_close(explainers.explain(method, got, x, 1), explainers.explain(method, src, x, 1))
+    with pytest.raises(MethodNotApplicable, match="torch.export"):
+        explainers.explain("lrp_epsilon_plus", got, x, 1)
+    net = zoo.load_exported(_pt2(resnet, 64), input_size=64)
+    assert net.cam_layer == "layer4"
+    xr = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(explainers.explain("gradcam", net, xr, 3), explainers.explain("gradcam", resnet, xr, 3))
+
+
+class Flat(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1)[:, :4]
+
+
+def _rewrite(data: bytes, name_end: str, new: bytes) -> bytes:
+    src, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for info in src.infolist():
+            z.writestr(info, new if info.filename.endswith(name_end) else src.read(info))
+    return out.getvalue()
+
+
+def test_bad_pt2_files_get_clear_errors(shapes_pt2: bytes) -> None:
+    net = zoo.load_model("synthetic_shapes").model
+    buf = io.BytesIO()
+    torch.save(net.state_dict(), buf)  # torch.save's zip, renamed .pt2
+    cfg = json.loads(zipfile.ZipFile(io.BytesIO(shapes_pt2)).read("archive/data/weights/model_weights_config.json"))
+    cfg["config"]["fc.bias"]["use_pickle"] = True
+    cases = {
+        "pickle": pickle.dumps({"w": torch.zeros(2)}),
+        "not the archive torch.export.save writes": buf.getvalue(),
+        "truncated": shapes_pt2[: len(shapes_pt2) // 2],
+        "'fc.bias' is stored as a pickle": _rewrite(shapes_pt2, "model_weights_config.json", json.dumps(cfg).encode()),
+        "sample inputs are not plain tensors": _rewrite(shapes_pt2, "sample_inputs/model.pt", pickle.dumps(len)),
+        "one batch size": _pt2(Flat(), 8, dynamic=False),  # reshape(2, -1) baked in
+        "empty": b"",
+    }
+    for message, data in cases.items():
+        with pytest.raises(ModelFileError, match=message):
+            zoo.load_exported(data)

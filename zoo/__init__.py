@@ -2,11 +2,12 @@
 
 Public API: ``load_model(name)``, ``model_names()``, ``unavailable_reason(name)``, ``download_weights(name)``,
 ``load_torchscript(bytes, class_names)``, ``sample_images()``, ``sample_masks()``, ``load_image(file_or_bytes)``,
-``register_model(ModelSpec(...))``, ``wrap(module, mean=, std=)`` (a notebook's plain module).
+``register_model(ModelSpec(...))``, ``wrap(module, mean=, std=)`` (a notebook's plain module),
+``load_exported(.pt2)``.
 """
 
 from zoo import catalog  # noqa: F401  (registration of the built-in models)
-from zoo.formats import wrap
+from zoo.formats import load_exported, wrap
 from zoo.images import load_image, sample_images, sample_masks
 from zoo.loading import download_weights, load_model, model_names, unavailable_reason
 from zoo.spec import MODELS, LoadedModel, ModelSpec, register_model
@@ -23,6 +24,7 @@ __all__ = [
     "ModelSpec",
     "download_weights",
     "load_image",
+    "load_exported",
     "load_model",
     "load_torchscript",
     "model_names",

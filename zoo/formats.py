@@ -81,3 +81,97 @@ def wrap(module: nn.Module, *, mean: Sequence[float], std: Sequence[float], clas
             input_size = next((s for s in (224, *PROBE_SIZES) if _runs_at(module, s)), 224)
     return user_model(module, classes=list(classes) if classes is not None else None, input_size=input_size, mean=mean, std=std,
                       name=type(module).__name__, title=f"{type(module).__name__} (wrapped)")
+
+
+def _pt2_refusal(z: zipfile.ZipFile) -> str | None:
+    """Why this zip is not a plain ``torch.export.save`` archive whose loading unpickles nothing (None: it is)."""
+    names = z.namelist()
+    root = names[0].split("/")[0] if names else ""
+    files = {n[len(root) + 1 :] for n in names if n.startswith(root + "/")}
+    if f"{root}/archive_format" not in names or z.read(f"{root}/archive_format") != b"pt2" or "models/model.json" not in files:
+        return "it is a zip but not the archive torch.export.save writes (no archive_format 'pt2' and models/model.json)"
+    if any(f.startswith(("data/aotinductor/", "data/executorch/", "data/mtia")) for f in files):
+        return "it holds compiled code (AOTInductor / ExecuTorch / MTIA), which loading would run"
+    if "data/weights/model.pt" in files or "data/constants/model.pt" in files:
+        return "it uses the legacy layout whose weights are pickles"
+    for cfg in ("data/weights/model_weights_config.json", "data/constants/model_constants_config.json"):
+        entries = json.loads(z.read(f"{root}/{cfg}")).get("config", {}) if cfg in files else {}
+        for fqn, meta in entries.items():
+            if meta.get("use_pickle") or not str(meta.get("path_name", "")).startswith(("weight_", "tensor_")):
+                return f"its tensor or object {fqn!r} is stored as a pickle (a tensor subclass or a custom object)"
+    if "data/sample_inputs/model.pt" in files:
+        try:
+            torch.load(io.BytesIO(z.read(f"{root}/data/sample_inputs/model.pt")), weights_only=True)
+        except Exception:  # torch.export.load would retry this file with weights_only=False
+            return "its sample inputs are not plain tensors (torch.export.load would unpickle them with weights_only=False)"
+    return None
+
+
+def check_pt2(data: bytes) -> None:
+    """``ModelFileError`` unless ``data`` is a complete ``torch.export.save`` archive that loads without unpickling."""
+    if data[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):
+        raise ModelFileError("This is a Python pickle, not a torch.export program (.pt2); pickles can run any code, so it is refused.")
+    if data[:4] != b"PK\x03\x04":
+        raise ModelFileError("This is not a torch.export program (.pt2): expected the zip archive written by torch.export.save.")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            bad = z.testzip()
+            reason = f"its entry {bad!r} is corrupt" if bad else _pt2_refusal(z)
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError) as exc:
+        raise ModelFileError(f"This .pt2 file is truncated or damaged ({exc}): save it again with torch.export.save.") from exc
+    if reason:
+        raise ModelFileError(f"This .pt2 file is refused: {reason}.")
+
+
+def load_exported(
+    file_or_bytes: Source,
+    *,
+    classes: Sequence[str] | str | bytes | None = None,
+    input_size: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> LoadedModel:
+    """A ``torch.export.save`` program (.pt2) as a ``LoadedModel``, run as a module with its submodule names kept
+    (``torch.export.unflatten``: Grad-CAM and the other hooking methods can hook its layers by name).
+
+    What loading executes (torch 2.14, ``torch/export/pt2_archive/_package.py``): the graph (models/model.json) is
+    deserialized into calls of registered torch operators only; weights and constants are raw tensor bytes unless
+    marked ``use_pickle`` (then ``torch.load(weights_only=False)``), custom objects are unpickled (``pickle.loads``),
+    sample inputs are ``torch.load``-ed with a fallback to ``weights_only=False``, and AOTInductor entries are
+    compiled shared libraries. ``check_pt2`` refuses every one of those cases before ``torch.export.load`` runs, so an
+    accepted file runs no code but torch's operators. The program must take a batch of any size (export with
+    ``dynamic_shapes={"x": {0: torch.export.Dim("batch")}}``); ``input_size`` None: its sample input's size.
+    """
+    data = read_bytes(file_or_bytes, "model file")
+    check_pt2(data)
+    try:
+        ep = torch.export.load(io.BytesIO(data))
+    except Exception as exc:
+        raise ModelFileError(f"This .pt2 program cannot be loaded: {str(exc).splitlines()[0][:200]}") from exc
+    if input_size is None:
+        sample = ep.example_inputs[0] if ep.example_inputs else ()
+        input_size = int(sample[0].shape[-1]) if sample and isinstance(sample[0], torch.Tensor) else 224
+    try:
+        module = torch.export.unflatten(ep)
+    except Exception:  # a program unflatten cannot split: one flat graph module (no layer names)
+        module = ep.module()
+    for sub in module.modules():  # the export's symbolic shapes in node.meta forbid deepcopy (private copies); unused at run time
+        for node in getattr(getattr(sub, "graph", None), "nodes", ()):
+            node.meta = {}
+    module = freeze(module)
+    with using(module):
+        if not _runs_on_batch(module, input_size):
+            raise ModelFileError(
+                "This program was exported for one batch size; export it with "
+                'dynamic_shapes={"x": {0: torch.export.Dim("batch")}} so it takes batches of any size.'
+            )
+    return user_model(module, classes=classes, input_size=input_size, mean=mean, std=std, name="exported", title="torch.export program")
+
+
+def _runs_on_batch(module: nn.Module, size: int, batch: int = 3) -> bool:
+    dev = next((p.device for p in module.parameters()), torch.device("cpu"))
+    try:
+        with torch.no_grad():
+            return tuple(module(torch.zeros(batch, 3, size, size, device=dev)).shape[:1]) == (batch,)
+    except Exception:  # the program's shape guards reject another batch size
+        return False
