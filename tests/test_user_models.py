@@ -9,6 +9,7 @@ import pickle
 import zipfile
 
 import pytest
+import safetensors.torch
 import torch
 import torchvision
 
@@ -135,3 +136,33 @@ def test_bad_pt2_files_get_clear_errors(shapes_pt2: bytes) -> None:
     for message, data in cases.items():
         with pytest.raises(ModelFileError, match=message):
             zoo.load_exported(data)
+
+
+def test_safetensors_weights_for_a_torchvision_architecture(resnet: torch.nn.Module) -> None:
+    data = safetensors.torch.save({k: v.contiguous() for k, v in resnet.state_dict().items()})
+    got = zoo.load_safetensors(data, "resnet18", 10, classes=[str(i) for i in range(10)])
+    assert got.cam_layer == "layer4" and got.classes[3] == "3" and got.mean == (0.485, 0.456, 0.406)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(got.model(x), resnet(x))
+    torch.testing.assert_close(explainers.explain("gradcam", got, x, 3), explainers.explain("gradcam", resnet, x, 3, layer="layer4"))
+    for arch, k, message in [("resnet18", 1000, "'fc.weight' has shape \\[10, 512\\] in the file, \\[1000, 512\\]"),
+                             ("resnet34", 10, "no tensor 'layer1.2.conv1.weight'"), ("no_such_net", 10, "Unknown architecture")]:
+        with pytest.raises(ModelFileError, match=message):
+            zoo.load_safetensors(data, arch, k)
+    for bad, message in [(data[: len(data) // 2], "not a complete safetensors"), (b"", "empty"), (pickle.dumps({}), "not a complete safetensors")]:
+        with pytest.raises(ModelFileError, match=message):
+            zoo.load_safetensors(bad, "resnet18", 10)
+
+
+def test_safetensors_weights_for_a_timm_architecture_use_its_preprocessing() -> None:
+    import timm
+
+    torch.manual_seed(0)
+    src = timm.create_model("test_efficientnet", pretrained=False, num_classes=5).eval()
+    got = zoo.load_safetensors(safetensors.torch.save(src.state_dict()), "test_efficientnet", 5)
+    assert got.input_size == src.pretrained_cfg["input_size"][-1] and got.mean == tuple(src.pretrained_cfg["mean"])
+    assert got.cam_layer == "bn2"  # timm's BatchNormAct2d: BatchNorm + activation, before global pooling
+    x = torch.rand(1, 3, got.input_size, got.input_size, generator=torch.Generator().manual_seed(5))
+    for method in ("cam", "guided_backprop", "lrp_epsilon_plus"):
+        torch.testing.assert_close(explainers.explain(method, got, x, 2), explainers.explain(method, src, x, 2), rtol=1e-4, atol=1e-6)

@@ -175,3 +175,54 @@ def _runs_on_batch(module: nn.Module, size: int, batch: int = 3) -> bool:
             return tuple(module(torch.zeros(batch, 3, size, size, device=dev)).shape[:1]) == (batch,)
     except Exception:  # the program's shape guards reject another batch size
         return False
+
+
+def build_architecture(arch: str, num_classes: int) -> tuple[nn.Module, tuple[float, ...], tuple[float, ...], int]:
+    """(randomly initialized model, mean, std, input size) of a torchvision classification architecture, else a timm
+    one (its own preprocessing from its pretrained config); ``ModelFileError`` for an unknown name."""
+    import torchvision
+
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ParameterError(f"num_classes must be a positive integer; got {num_classes!r}")
+    if arch in torchvision.models.list_models(module=torchvision.models):
+        return torchvision.models.get_model(arch, weights=None, num_classes=num_classes), IMAGENET_MEAN, IMAGENET_STD, 224
+    import timm
+
+    if timm.is_model(arch):
+        model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+        cfg = model.pretrained_cfg
+        return model, tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)), int(cfg.get("input_size", (3, 224, 224))[-1])
+    raise ModelFileError(f"Unknown architecture {arch!r}: give a torchvision classification model name (e.g. 'resnet18') or a timm one.")
+
+
+def first_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str | None:
+    """The first tensor (in the architecture's order) that is missing, unexpected or of another shape, said in words."""
+    for key, ref in expected.items():
+        if key not in given:
+            return f"the file has no tensor {key!r} (shape {list(ref.shape)})"
+        if given[key].shape != ref.shape:
+            return f"tensor {key!r} has shape {list(given[key].shape)} in the file, {list(ref.shape)} in the architecture"
+    extra = next((k for k in given if k not in expected), None)
+    return None if extra is None else f"the file has a tensor {extra!r} that the architecture does not have"
+
+
+def load_safetensors(file_or_bytes: Source, arch: str, num_classes: int, classes: Sequence[str] | str | bytes | None = None) -> LoadedModel:
+    """A safetensors state dict (``safetensors.torch.save``) for architecture ``arch`` with ``num_classes`` outputs.
+
+    Nothing is unpickled: safetensors holds a JSON header and raw tensor bytes. ``ModelFileError`` names the first
+    mismatching tensor when the weights are for another architecture or class count.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    data = read_bytes(file_or_bytes, "weights file")
+    try:
+        given = load(data)
+    except (SafetensorError, ValueError) as exc:
+        raise ModelFileError(f"This is not a complete safetensors file ({str(exc)[:200]}).") from exc
+    model, mean, std, size = build_architecture(arch, num_classes)
+    why = first_mismatch(model.state_dict(), given)
+    if why:
+        raise ModelFileError(f"These weights do not fit {arch} with {num_classes} classes: {why}.")
+    model.load_state_dict(given, strict=True)
+    return user_model(freeze(model), classes=classes, input_size=size, mean=mean, std=std, name=arch, title=f"{arch} (safetensors)")
