@@ -33,9 +33,9 @@ def has_conv(model: nn.Module) -> bool:
 
 
 def _calls_conv(module: nn.Module) -> bool:
-    graph = getattr(module, "graph", None)
-    nodes = getattr(graph, "nodes", ())
-    return any(getattr(n, "target", None) in (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default) for n in nodes)
+    graph = getattr(module, "graph", None)  # a TorchScript module's graph is a torch._C.Graph: not looked into
+    nodes = graph.nodes if isinstance(graph, torch.fx.Graph) else ()
+    return any(n.target in (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default) for n in nodes)
 
 
 def is_exported(model: nn.Module) -> bool:

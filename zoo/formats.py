@@ -156,7 +156,8 @@ def load_exported(
     except Exception:  # a program unflatten cannot split: one flat graph module (no layer names)
         module = ep.module()
     for sub in module.modules():  # the export's symbolic shapes in node.meta forbid deepcopy (private copies); unused at run time
-        for node in getattr(getattr(sub, "graph", None), "nodes", ()):
+        graph = getattr(sub, "graph", None)
+        for node in graph.nodes if isinstance(graph, torch.fx.Graph) else ():
             node.meta = {}
     module = freeze(module)
     with using(module):
