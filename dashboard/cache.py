@@ -93,9 +93,17 @@ def model(name: str) -> zoo.LoadedModel:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def uploaded_model(key: str, _data: bytes, _classes: bytes | None, input_size: int) -> zoo.LoadedModel:
-    """A user's uploaded model, keyed by the file's digest."""
-    loaded = LOADED[f"upload:{key}"] = zoo.load_torchscript(_data, _classes, input_size=input_size, name=f"upload:{key}")
+def uploaded_model(key: str, _data: bytes, _classes: bytes | None, input_size: int, kind: str = "torchscript", arch: str = "", num_classes: int = 0) -> zoo.LoadedModel:
+    """A user's uploaded model, keyed by the files' digest: ``kind`` "torchscript", "pt2" (torch.export) or
+    "safetensors" (weights for ``arch`` with ``num_classes`` outputs; the architecture's own input size)."""
+    if kind == "pt2":
+        loaded = zoo.load_exported(_data, classes=_classes, input_size=input_size)
+    elif kind == "safetensors":
+        loaded = zoo.load_safetensors(_data, arch.strip(), num_classes, _classes)
+    else:
+        loaded = zoo.load_torchscript(_data, _classes, input_size=input_size)
+    loaded.name = f"upload:{key}"
+    LOADED[loaded.name] = loaded
     return loaded
 
 

@@ -114,7 +114,7 @@ def explain_with_info(
     (``Explanation.diagnostics``, e.g. Integrated Gradients' completeness error per image) and its sign convention.
 
     ``model`` is a ``zoo.LoadedModel`` (its CAM layer and pixel range are used) or a plain ``nn.Module`` (``layer``
-    names the CAM layer). ``seed`` seeds a stochastic method and is ignored by the others; a map depends only on
+    names the CAM layer, for either; default: the spec's, else ``explainers.hooks.locate_cam_layer``). ``seed`` seeds a stochastic method and is ignored by the others; a map depends only on
     its own image, the model, the parameters and the seed (not on the other images of the batch).
     Runs inside ``core.model_state.using``: the model's lock held, hooks removed, mode and flags restored. Raises
     ``ParameterError`` / ``MethodNotApplicable`` (``ValueError`` subclasses) with a readable reason. A

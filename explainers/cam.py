@@ -25,7 +25,7 @@ def activations_and_grads(ctx: Context, x: torch.Tensor, target: torch.Tensor, g
     if not has_conv(ctx.model):
         raise MethodNotApplicable("CAM methods weight the feature maps of a convolutional layer, and this model has no nn.Conv2d")
     require_module_model(ctx.model, "CAM methods")
-    module = ctx.layer_module()
+    module = ctx.layer_module(x)
     with capture_layer(module) as store, torch.set_grad_enabled(grads):
         logits = ctx.model(x.detach().requires_grad_(grads))
         act = store.get("act")

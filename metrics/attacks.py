@@ -48,7 +48,7 @@ def pgd(model: Any, x: torch.Tensor, target: torch.Tensor, *, eps: float, steps:
     """The adversarial input [B,C,H,W] (input space) for ``x``: FGSM (one step of eps) or PGD. eps in 1/255 of pixel
     space. Runs inside ``core.model_state.using``."""
     net = as_module(model)
-    to_px, to_in = pixel_domain(model)
+    to_px, to_in = pixel_domain(model, x)
     e = eps / 255.0
     u = to_px(x).detach()
     if attack == "fgsm":

@@ -31,7 +31,7 @@ def minmax(maps: torch.Tensor) -> torch.Tensor:
 
 def confidences(ctx: MetricContext, maps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(Y [B], {method: O [B]}): the target's probability on the image and on each explanation map image."""
-    to_px, to_in = pixel_domain(ctx.source)
+    to_px, to_in = pixel_domain(ctx.source, ctx.x)
     x, b = ctx.x, ctx.x.shape[0]
     names = list(maps)
     masked = [to_in(to_px(x) * minmax(maps[n]).unsqueeze(1)) for n in names]

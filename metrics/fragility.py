@@ -121,7 +121,7 @@ def fragility(
     net = as_module(model)
     k = k or default_k(*x.shape[-2:])
     params = method_params or {}
-    to_px, to_in = pixel_domain(model)
+    to_px, to_in = pixel_domain(model, x)
     u = to_px(x).detach()
     e = eps / 255.0
     smooth = smooth_copy(net, beta)

@@ -72,7 +72,7 @@ def _curves(ctx: MetricContext, maps: dict[str, torch.Tensor], n_segments: int, 
     x = ctx.x
     b = x.shape[0]
     fill = _substrate(x, substrate)
-    pixels = pixel_domain(ctx.source)[0](x)
+    pixels = pixel_domain(ctx.source, x)[0](x)
     segments = torch.stack([superpixels(pixels[i], n_segments) for i in range(b)]).to(x.device)
     flat = segments.flatten(1)
     counts = [int(flat[i].max()) + 1 for i in range(b)]

@@ -80,7 +80,7 @@ def monotonicity_nguyen(ctx: MetricContext, maps: dict[str, torch.Tensor], *, st
     check_positive(n_samples=n_samples)
     rng = legacy_rng(ctx.seed)
     grey = torch.tensor(np.array([[rng.uniform(0, 1, size=b) for _ in range(n_samples)] for _ in range(n_groups)]), dtype=torch.float32)  # [G,S,B]
-    levels = pixel_domain(ctx.source)[1](grey.permute(2, 0, 1).reshape(-1, 1, 1, 1).expand(-1, c, 1, 1)).to(x.device)  # [B*G*S,C,1,1]
+    levels = pixel_domain(ctx.source, x)[1](grey.permute(2, 0, 1).reshape(-1, 1, 1, 1).expand(-1, c, 1, 1)).to(x.device)  # [B*G*S,C,1,1]
     run = engine(ctx, len(maps) * b * n_groups * n_samples + b)
     p_x = output(run(x), ctx.target, "probability")
     weight = torch.where(p_x.abs() >= 1e-5, 1 / p_x.abs().clamp(min=1e-5), torch.ones_like(p_x)).square()
