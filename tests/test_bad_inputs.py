@@ -479,7 +479,7 @@ def test_the_readme_lists_every_case() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Bad inputs") :]
     section = section[: section.index("\n## ", 4)]
-    names = [c.name for c in IMAGE_CASES] + [c.name for c in MODEL_CASES] + [c[0] for c in PARAMETER_CASES]
+    names = [c.name for c in IMAGE_CASES] + [c.name for c in MODEL_CASES] + [c[0] for c in PARAMETER_CASES] + [c[0] for c in FORMAT_CASES]
     names += ["pickle that would write a file", "no conv layer", "all-zero or constant maps", "method fails for one model"]
     missing = [n for n in names if n not in section]
     assert not missing, missing
