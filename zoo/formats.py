@@ -44,7 +44,7 @@ def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
     return (v[0], v[1], v[2])
 
 
-def _cam_layer(model: nn.Module, size: int) -> str | None:
+def located_cam_layer(model: nn.Module, size: int) -> str | None:
     """The located CAM layer (``explainers.hooks.locate_cam_layer``) on a zero image, or None when there is none."""
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
     with using(model):
@@ -63,7 +63,7 @@ def user_model(model: nn.Module, *, classes: Sequence[str] | str | bytes | None,
     with using(model):
         k = check_logits(model, input_size)
     names = class_list(classes, k)
-    return LoadedModel(name=name, model=model, classes=names, cam_layer=_cam_layer(model, input_size), input_size=input_size,
+    return LoadedModel(name=name, model=model, classes=names, cam_layer=located_cam_layer(model, input_size), input_size=input_size,
                        resize=input_size, mean=m, std=s, title=f"{title} ({k} classes)")
 
 
