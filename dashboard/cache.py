@@ -107,6 +107,12 @@ def uploaded_model(key: str, _data: bytes, _classes: bytes | None, input_size: i
     return loaded
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def compatibility(model_key: str, _model: zoo.LoadedModel) -> explainers.Report:
+    """The model's compatibility report (``explainers.compatibility``: one torch.fx trace, no forward pass)."""
+    return explainers.compatibility(_model)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def predictions(model_key: str, image_key: str, _model: zoo.LoadedModel, _x: torch.Tensor) -> np.ndarray:
     """Class probabilities [K] for one preprocessed image."""

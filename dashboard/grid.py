@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 import explainers
-from dashboard import cache, render
+from dashboard import cache, render, selection
 from dashboard import state as S
 
 SCOPE = "display"
@@ -125,9 +125,19 @@ def _row(image: np.ndarray, cells: list[Cell], opts: Display, per_cell: dict[int
                 tile = render.render_tile(
                     cell.outcome.value, image, signed=scale.signed, cmap=scale.cmap, overlay=opts.overlay, opacity=opts.opacity, clip_percentile=opts.clip, clip=scale.clip
                 )
-                st.image(tile, caption=" · ".join(t for t in (title, f"{cell.outcome.seconds:.2f} s", cell.note, *cell.outcome.notes) if t), width="stretch")
+                caption = (title, f"{cell.outcome.seconds:.2f} s", cell.note, *cell.outcome.notes, _badge(cell.method))
+                st.image(tile, caption=" · ".join(t for t in caption if t), width="stretch")
                 tiles.append((title, tile))
     return tiles
+
+
+def _badge(method: str) -> str:
+    """"approximate: <reason>" when the chosen model's compatibility verdict for ``method`` is not exact ("" else)."""
+    sel = selection.current()
+    if sel is None or method not in explainers.names():
+        return ""
+    v = cache.compatibility(sel.model_key, sel.loaded).verdict(method)
+    return "" if v.verdict == "exact" else f"{v.verdict}: {v.reason}"
 
 
 def export_panel(tiles: list[list[render.Tile]], scales: list[render.Scale], note: str, *, key: str, file: str = "attribution_grid") -> None:

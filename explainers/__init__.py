@@ -22,6 +22,7 @@ from core.checks import as_module, check_target, check_x
 from core.errors import InputError
 from core.model_state import using
 from explainers import cam, controls, gradient, patternnet, perturbation, propagation  # noqa: F401  (registration)
+from explainers.compatibility import Report, Verdict, compatibility
 from explainers.context import Context
 from explainers.diagnostics import Diagnostic, Explanation
 from explainers.hooks import tick_per_forward
@@ -34,7 +35,10 @@ __all__ = [
     "Diagnostic",
     "ExplainerSpec",
     "Explanation",
+    "Report",
+    "Verdict",
     "by_family",
+    "compatibility",
     "default_methods",
     "explain",
     "explain_with_info",

@@ -8,11 +8,13 @@ Grad-CAM is cross-checked against captum's ``LayerGradCam`` in the tests.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.errors import MethodNotApplicable
+from core.model_state import Hooks
 from core.registry import Param
 from explainers.context import Context
 from explainers.gradient import abs_max
@@ -161,3 +163,101 @@ def guided_gradcam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch
         score = ctx.model(xg).gather(1, target.view(-1, 1)).sum()
         (grad,) = torch.autograd.grad(score, xg)
     return abs_max(grad) * cam_map
+
+
+@explainer(
+    title="HiResCAM",
+    family="cam",
+    paper="Draelos & Carin 2020, Use HiResCAM instead of Grad-CAM for faithful explanations",
+    library="by hand (pytorch-grad-cam's HiResCAM, cross-checked)",
+    cost=lambda p, h, w, k: (0, 1),
+)
+def hires_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ReLU(sum_k dy_c/dA_k * A_k): the element-wise product, no spatial averaging of the gradient; upsampled."""
+    act, grad, _ = activations_and_grads(ctx, x, target)
+    return upsample(F.relu((grad * act).sum(1)), x.shape[-2:])
+
+
+@explainer(
+    title="XGrad-CAM",
+    family="cam",
+    paper="Fu et al. 2020, Axiom-based Grad-CAM",
+    library="by hand (pytorch-grad-cam's XGradCAM, cross-checked)",
+    cost=lambda p, h, w, k: (0, 1),
+)
+def xgrad_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ReLU(sum_k w_k A_k), w_k = sum_ij g_kij A_kij / (sum_ij A_kij + 1e-7) (pytorch-grad-cam's eps); upsampled."""
+    act, grad, _ = activations_and_grads(ctx, x, target)
+    weights = (grad * act / (act.sum(dim=(2, 3), keepdim=True) + 1e-7)).sum(dim=(2, 3), keepdim=True)
+    return upsample(F.relu((weights * act).sum(1)), x.shape[-2:])
+
+
+@explainer(
+    title="LayerCAM",
+    family="cam",
+    paper="Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps for Localization",
+    library="by hand (pytorch-grad-cam's LayerCAM, cross-checked)",
+    cost=lambda p, h, w, k: (0, 1),
+)
+def layer_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ReLU(sum_k ReLU(dy_c/dA_k) * A_k), element-wise at every position; upsampled."""
+    act, grad, _ = activations_and_grads(ctx, x, target)
+    return upsample(F.relu((F.relu(grad) * act).sum(1)), x.shape[-2:])
+
+
+@explainer(
+    title="Eigen-CAM",
+    family="cam",
+    paper="Muhammad & Yeasin 2020, Eigen-CAM: Class Activation Map using Principal Components",
+    library="by hand; SVD by numpy.linalg.svd (pytorch-grad-cam's EigenCAM, cross-checked)",
+    cost=lambda p, h, w, k: (1, 0),
+)
+def eigen_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ReLU of the activations [hw,K] (centred over positions) projected on their first right singular vector.
+
+    Class-agnostic (``target`` is unused). The singular vector's sign is arbitrary: it is numpy's (LAPACK) as in
+    pytorch-grad-cam, so the map matches that library; torch's SVD (MKL) may pick the other sign."""
+    act, _, _ = activations_and_grads(ctx, x, target, grads=False)
+    b, k, h, w = act.shape
+    flat = act.nan_to_num(0.0).flatten(2).transpose(1, 2).cpu().numpy()  # [B,hw,K]
+    flat = flat - flat.mean(axis=1, keepdims=True)
+    proj = [f @ np.linalg.svd(f, full_matrices=False)[2][0] for f in flat]
+    maps = torch.from_numpy(np.stack(proj)).to(act).view(b, h, w)
+    return upsample(F.relu(maps), x.shape[-2:])
+
+
+@explainer(
+    title="Ablation-CAM",
+    family="cam",
+    paper="Desai & Ramaswamy 2020, Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization",
+    library="by hand, batched ablations (pytorch-grad-cam's AblationCAM, cross-checked)",
+    params=(Param("batch_size", 32, 1, 1024, 1, help="ablated copies of the CAM layer's output per forward pass"),),
+    cost=lambda p, h, w, k: (1 + k, 0),
+)
+def ablation_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """ReLU(sum_k w_k A_k), w_k = (y_c - y_c^(k)) / y_c, y_c^(k) the score with channel k of A set to zero.
+
+    The ablated activations [B*K,K,h,w] replace the layer's output through a forward hook, ``batch_size`` at a
+    time (the layers before it run on repeated inputs; the model has no cut point to start from in general)."""
+    act, _, logits = activations_and_grads(ctx, x, target, grads=False)
+    b, k = act.shape[:2]
+    score = logits.gather(1, target.view(-1, 1)).squeeze(1)  # [B]
+    pairs = torch.cartesian_prod(torch.arange(b), torch.arange(k))  # (image, channel) per ablation
+    ablated, chunk = [], {}
+
+    def replace(_m: nn.Module, _i: tuple, _out: torch.Tensor) -> torch.Tensor:
+        return chunk["act"]
+
+    with Hooks() as hooks, torch.no_grad():
+        hooks.forward(ctx.layer_module(), replace)
+        for i in range(0, len(pairs), batch_size):
+            img, ch = pairs[i : i + batch_size].unbind(1)
+            a = act[img].clone()
+            a[torch.arange(len(ch)), ch] = 0
+            chunk["act"] = a
+            out = ctx.model(x[img])
+            ablated.append(out.gather(1, target[img].view(-1, 1)).squeeze(1))
+    drop = score.view(b, 1) - torch.cat(ablated).view(b, k)
+    denom = torch.where(score.abs() > 1e-12, score, torch.full_like(score, 1e-12)).view(b, 1)
+    weights = (drop / denom).view(b, k, 1, 1)
+    return upsample(F.relu((weights * act).sum(1)), x.shape[-2:])

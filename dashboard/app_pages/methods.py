@@ -6,12 +6,27 @@ import streamlit as st
 
 import explainers
 import metrics
+from dashboard import cache, selection
 
 WIDE = {c: st.column_config.TextColumn(c, width="large") for c in ("paper", "computed by", "parameters", "conventions")}
 
 
 def _height(n: int) -> int:
     return min(36 * (n + 1) + 4, 1200)  # every row visible, no inner scrolling for the registry's size
+
+
+def compatibility_table() -> None:
+    """The chosen model's structure and each method's verdict (exact / approximate / not applicable), before running."""
+    sel = selection.current()
+    if sel is None:
+        return
+    report = cache.compatibility(sel.model_key, sel.loaded)
+    st.markdown(f"#### Compatibility with {sel.model_key}")
+    st.caption("Read from one torch.fx trace of the model, before anything runs: which methods compute their definition "
+               "exactly here, which approximately (and why), which not at all.")
+    st.dataframe(report.summary(), hide_index=True, width="stretch", column_config={"value": st.column_config.TextColumn("value", width="large")})
+    rows = report.table()
+    st.dataframe(rows, hide_index=True, width="stretch", height=_height(len(rows)), column_config={"reason": st.column_config.TextColumn("reason", width="large")})
 
 
 def page() -> None:
@@ -32,6 +47,7 @@ def page() -> None:
         for name, spec in ((n, explainers.get(n)) for n in explainers.names())
     ]
     st.dataframe(rows, hide_index=True, width="stretch", height=_height(len(rows)), column_config=WIDE)
+    compatibility_table()
     st.markdown("#### Metrics")
     st.caption("Every metric in the registry: what it measures, which way is better, and the conventions used here.")
     table = [
