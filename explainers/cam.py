@@ -249,7 +249,7 @@ def ablation_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor, batch_size
         return chunk["act"]
 
     with Hooks() as hooks, torch.no_grad():
-        hooks.forward(ctx.layer_module(), replace)
+        hooks.forward(ctx.layer_module(x), replace)
         for i in range(0, len(pairs), batch_size):
             img, ch = pairs[i : i + batch_size].unbind(1)
             a = act[img].clone()
