@@ -121,7 +121,9 @@ def test_the_methods_page_lists_the_registry(server):
     with browser_page(server + "/methods", "methods.png", first_screen=False) as page:
         page.wait_for_selector("text=Metrics", timeout=120_000)
         page.wait_for_timeout(1000)
-        assert page.locator("[data-testid='stDataFrame']").count() == 2  # methods and metrics
+        # methods and metrics, and the compatibility report of the chosen model (its structure and the verdicts)
+        assert page.locator("[data-testid='stDataFrame']").count() == 4
+        assert page.get_by_text("Compatibility with").count() >= 1
 
 
 def test_the_server_page_lists_the_loaded_models(server):
