@@ -1,9 +1,10 @@
 """The CAM family, on one shared activation-and-gradient pass.
 
 Written by hand (a few lines each, like pytorch-grad-cam's subclasses) rather than pulled
-from pytorch-grad-cam: one hook helper serves every variant under the model lock, Score-CAM
-batches its masked forwards, and the library would add opencv and scikit-learn for no gain.
-Grad-CAM is cross-checked against captum's ``LayerGradCam`` in the tests.
+from pytorch-grad-cam: one hook helper serves every variant under the model lock, Score-CAM and
+Ablation-CAM batch their forwards, and the library would add opencv and scikit-learn for no gain.
+Grad-CAM is cross-checked against captum's ``LayerGradCam``, the pytorch-grad-cam variants (HiResCAM,
+XGrad-CAM, LayerCAM, EigenCAM, Ablation-CAM, FullGrad) against pytorch-grad-cam, in the tests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import MethodNotApplicable
+from core.model_state import Hooks
 from core.registry import Param
 from explainers.context import Context
 from explainers.gradient import abs_max
@@ -152,3 +154,165 @@ def guided_gradcam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch
         score = ctx.model(xg).gather(1, target.view(-1, 1)).sum()
         (grad,) = torch.autograd.grad(score, xg)
     return abs_max(grad) * cam_map
+
+
+@explainer(
+    title="HiResCAM",
+    family="cam",
+    paper="Draelos & Carin 2020, Use HiResCAM instead of Grad-CAM for faithful explanations",
+    library="by hand (cross-checked with pytorch-grad-cam HiResCAM)",
+    cost=lambda p, h, w, k: (0, 1),
+)
+def hires_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ReLU(sum_k dy_c/dA_k * A_k), elementwise (no spatial averaging of the gradient); upsampled bilinearly."""
+    act, grad, _ = activations_and_grads(ctx, x, target)
+    return upsample(F.relu((grad * act).sum(1)), x.shape[-2:])
+
+
+@explainer(
+    title="XGrad-CAM",
+    family="cam",
+    paper="Fu et al. 2020, Axiom-based Grad-CAM",
+    library="by hand (cross-checked with pytorch-grad-cam XGradCAM)",
+    cost=lambda p, h, w, k: (0, 1),
+)
+def xgrad_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ReLU(sum_k w_k A_k), w_k = sum_ij A_kij g_kij / (sum_ij A_kij + 1e-7), as pytorch-grad-cam."""
+    act, grad, _ = activations_and_grads(ctx, x, target)
+    weights = (grad * act).sum(dim=(2, 3), keepdim=True) / (act.sum(dim=(2, 3), keepdim=True) + 1e-7)
+    return upsample(F.relu((weights * act).sum(1)), x.shape[-2:])
+
+
+@explainer(
+    title="LayerCAM",
+    family="cam",
+    paper="Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps",
+    library="by hand (cross-checked with pytorch-grad-cam LayerCAM)",
+    cost=lambda p, h, w, k: (0, 1),
+)
+def layer_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ReLU(sum_k ReLU(dy_c/dA_k) * A_k), elementwise; upsampled bilinearly."""
+    act, grad, _ = activations_and_grads(ctx, x, target)
+    return upsample(F.relu((F.relu(grad) * act).sum(1)), x.shape[-2:])
+
+
+def eigen_projection(act: torch.Tensor) -> torch.Tensor:
+    """[B,K,h,w] -> [B,h,w]: the activations (positions x channels, centred per channel) projected on their first
+    right singular vector, as pytorch-grad-cam's ``get_2d_projection``. SVD leaves the sign free; we fix it so the
+    largest magnitude is positive (Seg-Eigen-CAM's rule, Chung & Ying 2025), where pytorch-grad-cam keeps LAPACK's."""
+    flat = act.flatten(2).transpose(1, 2).double()  # [B,hw,K]
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(flat, full_matrices=False)
+    proj = torch.einsum("bnk,bk->bn", flat, vh[:, 0])
+    flip = proj.amin(1).abs() > proj.amax(1).abs()
+    proj = torch.where(flip.unsqueeze(1), -proj, proj)
+    return proj.view(act.shape[0], *act.shape[-2:]).to(act.dtype)
+
+
+@explainer(
+    title="EigenCAM",
+    family="cam",
+    paper="Muhammad & Yeasin 2020, Eigen-CAM: Class Activation Map using Principal Components",
+    library="by hand (cross-checked with pytorch-grad-cam EigenCAM, up to the SVD sign)",
+    cost=lambda p, h, w, k: (1, 0),
+)
+def eigen_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ReLU(first principal component of the CAM layer's activations); class-agnostic (``target`` is unused)."""
+    act, _, _ = activations_and_grads(ctx, x, target, grads=False)
+    return upsample(F.relu(eigen_projection(act)), x.shape[-2:])
+
+
+def _ablated_scores(ctx: Context, x: torch.Tensor, target: int, channels: int, batch_size: int) -> torch.Tensor:
+    """[K] target logits of one image [1,C,H,W] with each CAM-layer channel k set to zero, ``batch_size`` at a time."""
+    module = ctx.layer_module()
+    scores = []
+    for start in range(0, channels, batch_size):
+        idx = torch.arange(start, min(start + batch_size, channels), device=x.device)
+
+        def zero_one_channel(_m: nn.Module, _i: tuple, out: torch.Tensor, idx: torch.Tensor = idx) -> torch.Tensor:
+            keep = torch.ones_like(out)
+            keep[torch.arange(len(idx), device=out.device), idx] = 0
+            return out * keep
+
+        with Hooks() as hooks, torch.no_grad():
+            hooks.forward(module, zero_one_channel)
+            scores.append(ctx.model(x.expand(len(idx), -1, -1, -1))[:, target].float())
+    return torch.cat(scores)
+
+
+@explainer(
+    title="Ablation-CAM",
+    family="cam",
+    paper="Desai & Ramaswamy 2020, Ablation-CAM",
+    library="by hand, batched ablations (cross-checked with pytorch-grad-cam AblationCAM)",
+    params=(Param("batch_size", 32, 1, 1024, 1, help="ablated copies per forward"),),
+    cost=lambda p, h, w, k: (1 + k, 0),
+)
+def ablation_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """ReLU(sum_k w_k A_k), w_k = (y_c - y_c^k) / y_c, y_c^k the target logit with channel k of the CAM layer set
+    to zero (the paper's ablation; pytorch-grad-cam uses min - 1e7 instead when the layer's output can be negative)."""
+    act, _, logits = activations_and_grads(ctx, x, target, grads=False)
+    out = []
+    for b in range(len(x)):
+        y = logits[b, target[b]].float()
+        y = torch.where(y == 0, torch.full_like(y, 1e-12), y)
+        weights = (y - _ablated_scores(ctx, x[b : b + 1], int(target[b]), act.shape[1], batch_size)) / y
+        out.append(F.relu(torch.einsum("k,khw->hw", weights.to(act.dtype), act[b])))
+    return upsample(torch.stack(out), x.shape[-2:])
+
+
+def _bias_layers(model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
+    """(module, bias [K]) of every Conv2d with a bias and every BatchNorm2d (its eval-mode bias b - mu * g / sigma)."""
+    out = []
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None:
+            weight = m.weight if m.weight is not None else torch.ones_like(m.running_mean)
+            bias = m.bias if m.bias is not None else torch.zeros_like(m.running_mean)
+            out.append((m, bias - m.running_mean * weight / torch.sqrt(m.running_var + m.eps)))
+        elif isinstance(m, nn.Conv2d) and m.bias is not None:
+            out.append((m, m.bias))
+    return out
+
+
+def _channel_scaled(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B,K,h,w] -> [B,H,W]: each channel min-max scaled (pytorch-grad-cam's 1e-7), upsampled, summed over channels."""
+    t = t - t.amin(dim=(2, 3), keepdim=True)
+    t = t / (t.amax(dim=(2, 3), keepdim=True) + 1e-7)
+    if t.shape[-2:] != size:
+        t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+    return t.sum(1)
+
+
+@explainer(
+    title="FullGrad",
+    family="cam",
+    paper="Srinivas & Fleuret 2019, Full-Gradient Representation for Neural Network Visualization",
+    library="by hand (cross-checked with pytorch-grad-cam FullGrad)",
+    cost=lambda p, h, w, k: (0, 1),
+)
+def fullgrad(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """psi(|x * dy/dx|) + sum_layers psi(|b * dy/dz|), psi = per-channel min-max, bilinear upsampling and sum over
+    channels; z the output of every biased Conv2d and every BatchNorm2d (its implicit bias). The decomposition is
+    complete only for piecewise-linear nets (ReLU); the compatibility report says so."""
+    require_module_model(ctx.model, "FullGrad")
+    layers = _bias_layers(ctx.model)
+    outputs: list[torch.Tensor] = []
+
+    def keep(_m: nn.Module, _i: tuple, out: torch.Tensor) -> torch.Tensor:
+        outputs.append(out)
+        return out.clone()  # an in-place activation after it must not overwrite the tensor we differentiate by
+
+    xg = x.detach().clone().requires_grad_(True)
+    with Hooks() as hooks:
+        for m, _ in layers:
+            hooks.forward(m, keep)
+        score = ctx.model(xg).gather(1, target.view(-1, 1)).sum()
+    if len(outputs) != len(layers):
+        raise MethodNotApplicable("FullGrad: a biased layer is called more or less than once per forward pass")
+    grads = torch.autograd.grad(score, [xg, *outputs], allow_unused=True)
+    size = tuple(x.shape[-2:])
+    total = _channel_scaled((grads[0] * xg).abs().detach(), size)
+    for (_, bias), g in zip(layers, grads[1:], strict=True):
+        if g is not None and g.dim() == 4:
+            total = total + _channel_scaled((bias.view(1, -1, 1, 1) * g).abs().detach(), size)
+    return total
