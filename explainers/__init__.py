@@ -20,7 +20,7 @@ from core import memory, progress
 from core.checks import as_module, check_target, check_x
 from core.errors import InputError
 from core.model_state import using
-from explainers import cam, controls, gradient, perturbation, propagation  # noqa: F401  (registration)
+from explainers import cam, controls, gradient, masking, perturbation, propagation  # noqa: F401  (registration)
 from explainers.context import Context
 from explainers.hooks import tick_per_forward
 from explainers.registry import EXPLAINERS, FAMILIES, ExplainerSpec, explainer
