@@ -1,7 +1,7 @@
 """Attribution methods in one registry.
 
 Public API: ``names()``, ``get(name)``, ``explain(name, model, x, target, **params)``, ``by_family()``,
-``default_methods()``. A method is one decorated function in one of the family modules (``gradient``, ``cam``,
+``default_methods()``, ``compatibility(model) -> Report`` (which methods are exact, approximate or not applicable). A method is one decorated function in one of the family modules (``gradient``, ``cam``,
 ``perturbation``, ``propagation``, ``controls``), registered under its function's name::
 
     @explainer(title="My method", family="gradient", paper="...", library="...")
@@ -21,11 +21,26 @@ from core.checks import as_module, check_target, check_x
 from core.errors import InputError
 from core.model_state import using
 from explainers import cam, controls, gradient, masking, perturbation, propagation  # noqa: F401  (registration)
+from explainers.compatibility import Report, Verdict, compatibility
 from explainers.context import Context
 from explainers.hooks import tick_per_forward
 from explainers.registry import EXPLAINERS, FAMILIES, ExplainerSpec, explainer
 
-__all__ = ["EXPLAINERS", "FAMILIES", "Context", "ExplainerSpec", "by_family", "default_methods", "explain", "explainer", "get", "names"]
+__all__ = [
+    "EXPLAINERS",
+    "FAMILIES",
+    "Context",
+    "ExplainerSpec",
+    "Report",
+    "Verdict",
+    "by_family",
+    "compatibility",
+    "default_methods",
+    "explain",
+    "explainer",
+    "get",
+    "names",
+]
 
 GRADIENT_FAMILIES = ("gradient", "path")  # their batches run forward and backward
 
