@@ -79,6 +79,12 @@ def model(name: str) -> zoo.LoadedModel:
     return loaded
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def compatibility(key: str, _loaded: zoo.LoadedModel) -> explainers.Report:
+    """The compatibility report of the model named ``key`` (one torch.fx trace, once per model)."""
+    return explainers.compatibility(_loaded)
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def uploaded_model(key: str, _data: bytes, _classes: bytes | None, input_size: int) -> zoo.LoadedModel:
     """A user's uploaded model, keyed by the file's digest."""

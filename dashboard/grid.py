@@ -94,21 +94,34 @@ def _scales(rows: list[tuple[str, np.ndarray, list[Cell]]], opts: Display) -> tu
     return per_cell, bars
 
 
-def draw(rows: list[tuple[str, np.ndarray, list[Cell]]], opts: Display, *, show_input: bool = True) -> tuple[list[list[render.Tile]], list[render.Scale]]:
+def draw(
+    rows: list[tuple[str, np.ndarray, list[Cell]]], opts: Display, *, show_input: bool = True, report: explainers.Report | None = None
+) -> tuple[list[list[render.Tile]], list[render.Scale]]:
     """Draw the grid (a row per image: label, image [H,W,3] in [0,1], cells) and the colour bars under it; returns the
-    tiles (for the export) and the scales of the colour bars."""
+    tiles (for the export) and the scales of the colour bars. ``report``: the model's compatibility report, for a
+    badge on the tiles of methods that are approximate or not applicable there."""
     per_cell, bars = _scales(rows, opts)
     fig_rows = []
     for label, image, cells in rows:
         if len(rows) > 1:
             st.markdown(f"**{label}**")
-        fig_rows.append(_row(image, cells, opts, per_cell, show_input))
+        fig_rows.append(_row(image, cells, opts, per_cell, show_input, report))
     for col, scale in zip(st.columns(max(2, len(bars))), bars.values(), strict=False):
         col.image(render.colorbar(scale), caption=scale.caption(opts.clip), width="stretch")
     return fig_rows, list(bars.values())
 
 
-def _row(image: np.ndarray, cells: list[Cell], opts: Display, per_cell: dict[int, render.Scale], show_input: bool) -> list[render.Tile]:
+BADGES = {"approximate": "≈ approximate on this model", "not applicable": "⊘ not applicable to this model"}
+
+
+def badge(report: explainers.Report | None, method: str) -> str:
+    """The tile's compatibility badge ("" when the method is exact on the model or there is no report)."""
+    return BADGES.get(report.verdict(method).status, "") if report is not None else ""
+
+
+def _row(
+    image: np.ndarray, cells: list[Cell], opts: Display, per_cell: dict[int, render.Scale], show_input: bool, report: explainers.Report | None
+) -> list[render.Tile]:
     items: list[Cell | None] = ([None] if show_input else []) + cells
     tiles: list[render.Tile] = [("Input", render.to_uint8(image))] if show_input else []
     for start in range(0, len(items), MAX_COLS):
@@ -125,7 +138,7 @@ def _row(image: np.ndarray, cells: list[Cell], opts: Display, per_cell: dict[int
                 tile = render.render_tile(
                     cell.outcome.value, image, signed=scale.signed, cmap=scale.cmap, overlay=opts.overlay, opacity=opts.opacity, clip_percentile=opts.clip, clip=scale.clip
                 )
-                st.image(tile, caption=" · ".join(t for t in (title, f"{cell.outcome.seconds:.2f} s", cell.note) if t), width="stretch")
+                st.image(tile, caption=" · ".join(t for t in (title, badge(report, cell.method), f"{cell.outcome.seconds:.2f} s", cell.note) if t), width="stretch")
                 tiles.append((title, tile))
     return tiles
 

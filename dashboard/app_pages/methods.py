@@ -6,6 +6,7 @@ import streamlit as st
 
 import explainers
 import metrics
+from dashboard import cache, selection
 
 WIDE = {c: st.column_config.TextColumn(c, width="large") for c in ("paper", "computed by", "parameters", "conventions")}
 
@@ -14,7 +15,23 @@ def _height(n: int) -> int:
     return min(36 * (n + 1) + 4, 1200)  # every row visible, no inner scrolling for the registry's size
 
 
+def compatibility_section() -> None:
+    """The chosen model's structure and, for each method, whether it applies exactly, approximately or not at all."""
+    st.markdown("#### On the chosen model")
+    sel = selection.current()
+    if sel is None:
+        st.caption("Choose a model in the sidebar to see which methods apply to it exactly.")
+        return
+    report = cache.compatibility(sel.model_key, sel.loaded)
+    st.caption("Read from one torch.fx trace of the model, before anything runs. " + " · ".join(report.summary()))
+    rows = [{"method": explainers.get(r["method"]).title, "applies": r["status"], "why": r["reason"]} for r in report.rows()]
+    st.dataframe(rows, hide_index=True, width="stretch", height=_height(len(rows)), column_config={"why": st.column_config.TextColumn("why", width="large")})
+    for note in report.peer_notes:
+        st.caption(f"Peer libraries: {note}.")
+
+
 def page() -> None:
+    compatibility_section()
     st.markdown("#### Methods")
     st.caption("Every method in the registry, with the paper it follows and the library that computes it.")
     rows = [
