@@ -46,6 +46,7 @@ bench: $(BENCH_STAMP)
 	$(BENCH)/bin/python benchmarks/anatomy.py
 	$(BENCH)/bin/python benchmarks/threads.py
 	$(BENCH)/bin/python benchmarks/runs.py
+	$(BENCH)/bin/python benchmarks/metrics.py
 
 train-synthetic: $(STAMP)
 	$(PY) -m zoo.train_synthetic

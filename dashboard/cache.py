@@ -36,15 +36,25 @@ Params = tuple[tuple[str, object], ...]
 
 @dataclass(frozen=True)
 class Outcome(Generic[T]):
-    """A cached computation's result: ``value``, or ``error`` (a message for the page) when it could not be computed."""
+    """A cached computation's result: ``value``, or ``error`` (a message for the page) when it could not be computed;
+    ``notes``: what the computation says about its value (a method's convention and checks, e.g. IG's completeness)."""
 
     value: T | None
     error: str | None
     seconds: float
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class Noted(Generic[T]):
+    """A value with notes, returned by a function under ``@outcome`` (the notes go to ``Outcome.notes``)."""
+
+    value: T
+    notes: tuple[str, ...]
 
 
 def outcome(fn: Callable[..., T]) -> Callable[..., Outcome[T]]:
@@ -55,7 +65,10 @@ def outcome(fn: Callable[..., T]) -> Callable[..., Outcome[T]]:
     def run(*args: Any, **kwargs: Any) -> Outcome[T]:
         start = time.perf_counter()
         try:
-            return Outcome(fn(*args, **kwargs), None, time.perf_counter() - start)
+            value = fn(*args, **kwargs)
+            if isinstance(value, Noted):
+                return Outcome(value.value, None, time.perf_counter() - start, value.notes)
+            return Outcome(value, None, time.perf_counter() - start)
         except InputError as exc:
             return Outcome(None, str(exc), time.perf_counter() - start)
         except Exception as exc:
@@ -79,17 +92,25 @@ def model(name: str) -> zoo.LoadedModel:
     return loaded
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def compatibility(key: str, _loaded: zoo.LoadedModel) -> explainers.Report:
-    """The compatibility report of the model named ``key`` (one torch.fx trace, once per model)."""
-    return explainers.compatibility(_loaded)
-
-
 @st.cache_resource(show_spinner=False, max_entries=4)
-def uploaded_model(key: str, _data: bytes, _classes: bytes | None, input_size: int) -> zoo.LoadedModel:
-    """A user's uploaded model, keyed by the file's digest."""
-    loaded = LOADED[f"upload:{key}"] = zoo.load_torchscript(_data, _classes, input_size=input_size, name=f"upload:{key}")
+def uploaded_model(key: str, _data: bytes, _classes: bytes | None, input_size: int, kind: str = "torchscript", arch: str = "", num_classes: int = 0) -> zoo.LoadedModel:
+    """A user's uploaded model, keyed by the files' digest: ``kind`` "torchscript", "pt2" (torch.export) or
+    "safetensors" (weights for ``arch`` with ``num_classes`` outputs; the architecture's own input size)."""
+    if kind == "pt2":
+        loaded = zoo.load_exported(_data, classes=_classes, input_size=input_size)
+    elif kind == "safetensors":
+        loaded = zoo.load_safetensors(_data, arch.strip(), num_classes, _classes)
+    else:
+        loaded = zoo.load_torchscript(_data, _classes, input_size=input_size)
+    loaded.name = f"upload:{key}"
+    LOADED[loaded.name] = loaded
     return loaded
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def compatibility(model_key: str, _model: zoo.LoadedModel) -> explainers.Report:
+    """The model's compatibility report (``explainers.compatibility``: one torch.fx trace, no forward pass)."""
+    return explainers.compatibility(_model)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -100,9 +121,10 @@ def predictions(model_key: str, image_key: str, _model: zoo.LoadedModel, _x: tor
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 @outcome
-def attribution(model_key: str, image_key: str, method: str, params: Params, target: int, _model: zoo.LoadedModel, _x: torch.Tensor) -> np.ndarray:
-    """One method's map float32 [H,W] for one image and target."""
-    return explainers.explain(method, _model, _x, target, **dict(params))[0].cpu().numpy().astype(np.float32)
+def attribution(model_key: str, image_key: str, method: str, params: Params, target: int, _model: zoo.LoadedModel, _x: torch.Tensor) -> Noted[np.ndarray]:
+    """One method's map float32 [H,W] for one image and target, noted with the method's convention and checks."""
+    res = explainers.explain_with_info(method, _model, _x, target, **dict(params))
+    return Noted(res.maps[0].cpu().numpy().astype(np.float32), tuple(n for n in (res.convention, *res.captions(0)) if n))
 
 
 def _as_batch(amap: np.ndarray, x: torch.Tensor) -> torch.Tensor:

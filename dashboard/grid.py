@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 import explainers
-from dashboard import cache, render
+from dashboard import cache, render, selection
 from dashboard import state as S
 
 SCOPE = "display"
@@ -94,34 +94,21 @@ def _scales(rows: list[tuple[str, np.ndarray, list[Cell]]], opts: Display) -> tu
     return per_cell, bars
 
 
-def draw(
-    rows: list[tuple[str, np.ndarray, list[Cell]]], opts: Display, *, show_input: bool = True, report: explainers.Report | None = None
-) -> tuple[list[list[render.Tile]], list[render.Scale]]:
+def draw(rows: list[tuple[str, np.ndarray, list[Cell]]], opts: Display, *, show_input: bool = True) -> tuple[list[list[render.Tile]], list[render.Scale]]:
     """Draw the grid (a row per image: label, image [H,W,3] in [0,1], cells) and the colour bars under it; returns the
-    tiles (for the export) and the scales of the colour bars. ``report``: the model's compatibility report, for a
-    badge on the tiles of methods that are approximate or not applicable there."""
+    tiles (for the export) and the scales of the colour bars."""
     per_cell, bars = _scales(rows, opts)
     fig_rows = []
     for label, image, cells in rows:
         if len(rows) > 1:
             st.markdown(f"**{label}**")
-        fig_rows.append(_row(image, cells, opts, per_cell, show_input, report))
+        fig_rows.append(_row(image, cells, opts, per_cell, show_input))
     for col, scale in zip(st.columns(max(2, len(bars))), bars.values(), strict=False):
         col.image(render.colorbar(scale), caption=scale.caption(opts.clip), width="stretch")
     return fig_rows, list(bars.values())
 
 
-BADGES = {"approximate": "≈ approximate on this model", "not applicable": "⊘ not applicable to this model"}
-
-
-def badge(report: explainers.Report | None, method: str) -> str:
-    """The tile's compatibility badge ("" when the method is exact on the model or there is no report)."""
-    return BADGES.get(report.verdict(method).status, "") if report is not None else ""
-
-
-def _row(
-    image: np.ndarray, cells: list[Cell], opts: Display, per_cell: dict[int, render.Scale], show_input: bool, report: explainers.Report | None
-) -> list[render.Tile]:
+def _row(image: np.ndarray, cells: list[Cell], opts: Display, per_cell: dict[int, render.Scale], show_input: bool) -> list[render.Tile]:
     items: list[Cell | None] = ([None] if show_input else []) + cells
     tiles: list[render.Tile] = [("Input", render.to_uint8(image))] if show_input else []
     for start in range(0, len(items), MAX_COLS):
@@ -138,9 +125,19 @@ def _row(
                 tile = render.render_tile(
                     cell.outcome.value, image, signed=scale.signed, cmap=scale.cmap, overlay=opts.overlay, opacity=opts.opacity, clip_percentile=opts.clip, clip=scale.clip
                 )
-                st.image(tile, caption=" · ".join(t for t in (title, badge(report, cell.method), f"{cell.outcome.seconds:.2f} s", cell.note) if t), width="stretch")
+                caption = (title, f"{cell.outcome.seconds:.2f} s", cell.note, *cell.outcome.notes, _badge(cell.method))
+                st.image(tile, caption=" · ".join(t for t in caption if t), width="stretch")
                 tiles.append((title, tile))
     return tiles
+
+
+def _badge(method: str) -> str:
+    """"approximate: <reason>" when the chosen model's compatibility verdict for ``method`` is not exact ("" else)."""
+    sel = selection.current()
+    if sel is None or method not in explainers.names():
+        return ""
+    v = cache.compatibility(sel.model_key, sel.loaded).verdict(method)
+    return "" if v.verdict == "exact" else f"{v.verdict}: {v.reason}"
 
 
 def export_panel(tiles: list[list[render.Tile]], scales: list[render.Scale], note: str, *, key: str, file: str = "attribution_grid") -> None:

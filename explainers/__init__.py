@@ -1,8 +1,9 @@
 """Attribution methods in one registry.
 
-Public API: ``names()``, ``get(name)``, ``explain(name, model, x, target, **params)``, ``by_family()``,
-``default_methods()``, ``compatibility(model) -> Report`` (which methods are exact, approximate or not applicable). A method is one decorated function in one of the family modules (``gradient``, ``cam``,
-``perturbation``, ``propagation``, ``controls``), registered under its function's name::
+Public API: ``names()``, ``get(name)``, ``explain(name, model, x, target, **params)``,
+``explain_with_info(...)`` (the maps with the method's diagnostics, see ``explainers.diagnostics``), ``by_family()``,
+``default_methods()``. A method is one decorated function in one of the family modules (``gradient``, ``cam``,
+``perturbation``, ``propagation``, ``patternnet``, ``controls``), registered under its function's name::
 
     @explainer(title="My method", family="gradient", paper="...", library="...")
     def my_method(ctx, x, target):       # x: [B,3,H,W] normalized, target: [B] long
@@ -20,9 +21,10 @@ from core import memory, progress
 from core.checks import as_module, check_target, check_x
 from core.errors import InputError
 from core.model_state import using
-from explainers import cam, controls, gradient, masking, perturbation, propagation  # noqa: F401  (registration)
+from explainers import cam, controls, gradient, masking, patternnet, perturbation, propagation  # noqa: F401  (registration)
 from explainers.compatibility import Report, Verdict, compatibility
 from explainers.context import Context
+from explainers.diagnostics import Diagnostic, Explanation
 from explainers.hooks import tick_per_forward
 from explainers.registry import EXPLAINERS, FAMILIES, ExplainerSpec, explainer
 
@@ -30,13 +32,16 @@ __all__ = [
     "EXPLAINERS",
     "FAMILIES",
     "Context",
+    "Diagnostic",
     "ExplainerSpec",
+    "Explanation",
     "Report",
     "Verdict",
     "by_family",
     "compatibility",
     "default_methods",
     "explain",
+    "explain_with_info",
     "explainer",
     "get",
     "names",
@@ -95,10 +100,26 @@ def explain(
     **params: Any,
 ) -> torch.Tensor:
     """Attribution map of method ``name``: ``x`` [B,C,H,W] (model input space), ``target`` [B] or int -> float32
-    [B,H,W] on x's device.
+    [B,H,W] on x's device. The maps of ``explain_with_info`` (see there), without the diagnostics."""
+    return explain_with_info(name, model, x, target, layer=layer, seed=seed, **params).maps
+
+
+def explain_with_info(
+    name: str,
+    model: Any,
+    x: torch.Tensor,
+    target: int | torch.Tensor,
+    *,
+    layer: str | None = None,
+    seed: int | None = None,
+    **params: Any,
+) -> Explanation:
+    """Maps of method ``name`` [B,H,W] (float32, on x's device) with what the method checked about them
+    (``Explanation.diagnostics``, e.g. Integrated Gradients' completeness error per image) and its sign convention.
 
     ``model`` is a ``zoo.LoadedModel`` (its CAM layer and pixel range are used) or a plain ``nn.Module`` (``layer``
-    names the CAM layer). ``seed`` seeds a stochastic method and is ignored by the others.
+    names the CAM layer, for either; default: the spec's, else ``explainers.hooks.locate_cam_layer``). ``seed`` seeds a stochastic method and is ignored by the others; a map depends only on
+    its own image, the model, the parameters and the seed (not on the other images of the batch).
     Runs inside ``core.model_state.using``: the model's lock held, hooks removed, mode and flags restored. Raises
     ``ParameterError`` / ``MethodNotApplicable`` (``ValueError`` subclasses) with a readable reason. A
     ``core.progress`` stage counted in forward passes (the method's cost), moved at every pass (a reporter may
@@ -121,4 +142,4 @@ def explain(
         raise RuntimeError(f"{name} returned shape {tuple(out.shape)}, expected {(x.shape[0], *x.shape[-2:])}")
     if not torch.isfinite(out).all():
         raise InputError(f"{spec.title} produced NaN or Inf values: the model's outputs or gradients are not finite here")
-    return out
+    return Explanation(out, dict(ctx.diagnostics), spec.convention)

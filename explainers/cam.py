@@ -1,14 +1,15 @@
 """The CAM family, on one shared activation-and-gradient pass.
 
 Written by hand (a few lines each, like pytorch-grad-cam's subclasses) rather than pulled
-from pytorch-grad-cam: one hook helper serves every variant under the model lock, Score-CAM and
-Ablation-CAM batch their forwards, and the library would add opencv and scikit-learn for no gain.
-Grad-CAM is cross-checked against captum's ``LayerGradCam``, the pytorch-grad-cam variants (HiResCAM,
-XGrad-CAM, LayerCAM, EigenCAM, Ablation-CAM, FullGrad) against pytorch-grad-cam, in the tests.
+from pytorch-grad-cam: one hook helper serves every variant under the model lock, Score-CAM
+batches its masked forwards, and the library would add opencv and scikit-learn for no gain.
+Grad-CAM is cross-checked against captum's ``LayerGradCam``, the variants (FullGrad included) against
+pytorch-grad-cam, in the tests.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,7 +28,7 @@ def activations_and_grads(ctx: Context, x: torch.Tensor, target: torch.Tensor, g
     if not has_conv(ctx.model):
         raise MethodNotApplicable("CAM methods weight the feature maps of a convolutional layer, and this model has no nn.Conv2d")
     require_module_model(ctx.model, "CAM methods")
-    module = ctx.layer_module()
+    module = ctx.layer_module(x)
     with capture_layer(module) as store, torch.set_grad_enabled(grads):
         logits = ctx.model(x.detach().requires_grad_(grads))
         act = store.get("act")
@@ -113,12 +114,20 @@ def gradcam_plus_plus(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> to
     library="by hand, batched masked forwards",
     params=(
         Param("max_channels", 0, 0, 4096, 1, help="0 = every channel (the paper); N = the N most active channels"),
+        Param(
+            "weights",
+            "probability",
+            choices=("probability", "channel_softmax"),
+            help="probability: the target's softmax probability on each masked input (the authors' code); "
+            "channel_softmax: a softmax over the channels of the target's logit on them (pytorch-grad-cam, torchcam)",
+        ),
         Param("batch_size", 8, 1, 512, 1),
     ),
     cost=lambda p, h, w, k: (1 + min(p["max_channels"] or k, k), 0),
 )
-def scorecam(ctx: Context, x: torch.Tensor, target: torch.Tensor, max_channels: int, batch_size: int) -> torch.Tensor:
-    """ReLU(sum_k s_k A_k), s_k = softmax score of class c on x * normalize(upsample(A_k))."""
+def scorecam(ctx: Context, x: torch.Tensor, target: torch.Tensor, max_channels: int, weights: str, batch_size: int) -> torch.Tensor:
+    """ReLU(sum_k s_k A_k), s_k = score of class c on x * normalize(upsample(A_k)): its softmax probability, or
+    (``weights="channel_softmax"``) the softmax over k of its logit."""
     act, _, _ = activations_and_grads(ctx, x, target, grads=False)
     out = []
     for b in range(len(x)):
@@ -131,9 +140,10 @@ def scorecam(ctx: Context, x: torch.Tensor, target: torch.Tensor, max_channels: 
         scores = []
         with torch.no_grad():
             for i in range(0, len(masks), batch_size):
-                logits = ctx.model(x[b : b + 1] * masks[i : i + batch_size].unsqueeze(1))
-                scores.append(torch.softmax(logits.float(), dim=1)[:, target[b]])
-        s = torch.cat(scores).view(-1, 1, 1)
+                logits = ctx.forward(x[b : b + 1] * masks[i : i + batch_size].unsqueeze(1))
+                scores.append((torch.softmax(logits, dim=1) if weights == "probability" else logits)[:, target[b]])
+        s = torch.cat(scores)
+        s = (s if weights == "probability" else torch.softmax(s, dim=0)).view(-1, 1, 1)
         out.append(upsample(F.relu((s * a).sum(0, keepdim=True)), x.shape[-2:])[0])
     return torch.stack(out)
 
@@ -160,11 +170,11 @@ def guided_gradcam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch
     title="HiResCAM",
     family="cam",
     paper="Draelos & Carin 2020, Use HiResCAM instead of Grad-CAM for faithful explanations",
-    library="by hand (cross-checked with pytorch-grad-cam HiResCAM)",
+    library="by hand (pytorch-grad-cam's HiResCAM, cross-checked)",
     cost=lambda p, h, w, k: (0, 1),
 )
 def hires_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """ReLU(sum_k dy_c/dA_k * A_k), elementwise (no spatial averaging of the gradient); upsampled bilinearly."""
+    """ReLU(sum_k dy_c/dA_k * A_k): the element-wise product, no spatial averaging of the gradient; upsampled."""
     act, grad, _ = activations_and_grads(ctx, x, target)
     return upsample(F.relu((grad * act).sum(1)), x.shape[-2:])
 
@@ -173,92 +183,85 @@ def hires_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tens
     title="XGrad-CAM",
     family="cam",
     paper="Fu et al. 2020, Axiom-based Grad-CAM",
-    library="by hand (cross-checked with pytorch-grad-cam XGradCAM)",
+    library="by hand (pytorch-grad-cam's XGradCAM, cross-checked)",
     cost=lambda p, h, w, k: (0, 1),
 )
 def xgrad_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """ReLU(sum_k w_k A_k), w_k = sum_ij A_kij g_kij / (sum_ij A_kij + 1e-7), as pytorch-grad-cam."""
+    """ReLU(sum_k w_k A_k), w_k = sum_ij g_kij A_kij / (sum_ij A_kij + 1e-7) (pytorch-grad-cam's eps); upsampled."""
     act, grad, _ = activations_and_grads(ctx, x, target)
-    weights = (grad * act).sum(dim=(2, 3), keepdim=True) / (act.sum(dim=(2, 3), keepdim=True) + 1e-7)
+    weights = (grad * act / (act.sum(dim=(2, 3), keepdim=True) + 1e-7)).sum(dim=(2, 3), keepdim=True)
     return upsample(F.relu((weights * act).sum(1)), x.shape[-2:])
 
 
 @explainer(
     title="LayerCAM",
     family="cam",
-    paper="Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps",
-    library="by hand (cross-checked with pytorch-grad-cam LayerCAM)",
+    paper="Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps for Localization",
+    library="by hand (pytorch-grad-cam's LayerCAM, cross-checked)",
     cost=lambda p, h, w, k: (0, 1),
 )
 def layer_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """ReLU(sum_k ReLU(dy_c/dA_k) * A_k), elementwise; upsampled bilinearly."""
+    """ReLU(sum_k ReLU(dy_c/dA_k) * A_k), element-wise at every position; upsampled."""
     act, grad, _ = activations_and_grads(ctx, x, target)
     return upsample(F.relu((F.relu(grad) * act).sum(1)), x.shape[-2:])
 
 
-def eigen_projection(act: torch.Tensor) -> torch.Tensor:
-    """[B,K,h,w] -> [B,h,w]: the activations (positions x channels, centred per channel) projected on their first
-    right singular vector, as pytorch-grad-cam's ``get_2d_projection``. SVD leaves the sign free; we fix it so the
-    largest magnitude is positive (Seg-Eigen-CAM's rule, Chung & Ying 2025), where pytorch-grad-cam keeps LAPACK's."""
-    flat = act.flatten(2).transpose(1, 2).double()  # [B,hw,K]
-    flat = flat - flat.mean(dim=1, keepdim=True)
-    _, _, vh = torch.linalg.svd(flat, full_matrices=False)
-    proj = torch.einsum("bnk,bk->bn", flat, vh[:, 0])
-    flip = proj.amin(1).abs() > proj.amax(1).abs()
-    proj = torch.where(flip.unsqueeze(1), -proj, proj)
-    return proj.view(act.shape[0], *act.shape[-2:]).to(act.dtype)
-
-
 @explainer(
-    title="EigenCAM",
+    title="Eigen-CAM",
     family="cam",
     paper="Muhammad & Yeasin 2020, Eigen-CAM: Class Activation Map using Principal Components",
-    library="by hand (cross-checked with pytorch-grad-cam EigenCAM, up to the SVD sign)",
+    library="by hand; SVD by numpy.linalg.svd (pytorch-grad-cam's EigenCAM, cross-checked)",
     cost=lambda p, h, w, k: (1, 0),
 )
 def eigen_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """ReLU(first principal component of the CAM layer's activations); class-agnostic (``target`` is unused)."""
+    """ReLU of the activations [hw,K] (centred over positions) projected on their first right singular vector.
+
+    Class-agnostic (``target`` is unused). The singular vector's sign is arbitrary: it is numpy's (LAPACK) as in
+    pytorch-grad-cam, so the map matches that library; torch's SVD (MKL) may pick the other sign."""
     act, _, _ = activations_and_grads(ctx, x, target, grads=False)
-    return upsample(F.relu(eigen_projection(act)), x.shape[-2:])
-
-
-def _ablated_scores(ctx: Context, x: torch.Tensor, target: int, channels: int, batch_size: int) -> torch.Tensor:
-    """[K] target logits of one image [1,C,H,W] with each CAM-layer channel k set to zero, ``batch_size`` at a time."""
-    module = ctx.layer_module()
-    scores = []
-    for start in range(0, channels, batch_size):
-        idx = torch.arange(start, min(start + batch_size, channels), device=x.device)
-
-        def zero_one_channel(_m: nn.Module, _i: tuple, out: torch.Tensor, idx: torch.Tensor = idx) -> torch.Tensor:
-            keep = torch.ones_like(out)
-            keep[torch.arange(len(idx), device=out.device), idx] = 0
-            return out * keep
-
-        with Hooks() as hooks, torch.no_grad():
-            hooks.forward(module, zero_one_channel)
-            scores.append(ctx.model(x.expand(len(idx), -1, -1, -1))[:, target].float())
-    return torch.cat(scores)
+    b, k, h, w = act.shape
+    flat = act.nan_to_num(0.0).flatten(2).transpose(1, 2).cpu().numpy()  # [B,hw,K]
+    flat = flat - flat.mean(axis=1, keepdims=True)
+    proj = [f @ np.linalg.svd(f, full_matrices=False)[2][0] for f in flat]
+    maps = torch.from_numpy(np.stack(proj)).to(act).view(b, h, w)
+    return upsample(F.relu(maps), x.shape[-2:])
 
 
 @explainer(
     title="Ablation-CAM",
     family="cam",
-    paper="Desai & Ramaswamy 2020, Ablation-CAM",
-    library="by hand, batched ablations (cross-checked with pytorch-grad-cam AblationCAM)",
-    params=(Param("batch_size", 32, 1, 1024, 1, help="ablated copies per forward"),),
+    paper="Desai & Ramaswamy 2020, Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization",
+    library="by hand, batched ablations (pytorch-grad-cam's AblationCAM, cross-checked)",
+    params=(Param("batch_size", 32, 1, 1024, 1, help="ablated copies of the CAM layer's output per forward pass"),),
     cost=lambda p, h, w, k: (1 + k, 0),
 )
 def ablation_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """ReLU(sum_k w_k A_k), w_k = (y_c - y_c^k) / y_c, y_c^k the target logit with channel k of the CAM layer set
-    to zero (the paper's ablation; pytorch-grad-cam uses min - 1e7 instead when the layer's output can be negative)."""
+    """ReLU(sum_k w_k A_k), w_k = (y_c - y_c^(k)) / y_c, y_c^(k) the score with channel k of A set to zero.
+
+    The ablated activations [B*K,K,h,w] replace the layer's output through a forward hook, ``batch_size`` at a
+    time (the layers before it run on repeated inputs; the model has no cut point to start from in general)."""
     act, _, logits = activations_and_grads(ctx, x, target, grads=False)
-    out = []
-    for b in range(len(x)):
-        y = logits[b, target[b]].float()
-        y = torch.where(y == 0, torch.full_like(y, 1e-12), y)
-        weights = (y - _ablated_scores(ctx, x[b : b + 1], int(target[b]), act.shape[1], batch_size)) / y
-        out.append(F.relu(torch.einsum("k,khw->hw", weights.to(act.dtype), act[b])))
-    return upsample(torch.stack(out), x.shape[-2:])
+    b, k = act.shape[:2]
+    score = logits.gather(1, target.view(-1, 1)).squeeze(1)  # [B]
+    pairs = torch.cartesian_prod(torch.arange(b), torch.arange(k))  # (image, channel) per ablation
+    ablated, chunk = [], {}
+
+    def replace(_m: nn.Module, _i: tuple, _out: torch.Tensor) -> torch.Tensor:
+        return chunk["act"]
+
+    with Hooks() as hooks, torch.no_grad():
+        hooks.forward(ctx.layer_module(x), replace)
+        for i in range(0, len(pairs), batch_size):
+            img, ch = pairs[i : i + batch_size].unbind(1)
+            a = act[img].clone()
+            a[torch.arange(len(ch)), ch] = 0
+            chunk["act"] = a
+            out = ctx.model(x[img])
+            ablated.append(out.gather(1, target[img].view(-1, 1)).squeeze(1))
+    drop = score.view(b, 1) - torch.cat(ablated).view(b, k)
+    denom = torch.where(score.abs() > 1e-12, score, torch.full_like(score, 1e-12)).view(b, 1)
+    weights = (drop / denom).view(b, k, 1, 1)
+    return upsample(F.relu((weights * act).sum(1)), x.shape[-2:])
 
 
 def _bias_layers(model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
@@ -291,28 +294,28 @@ def _channel_scaled(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     cost=lambda p, h, w, k: (0, 1),
 )
 def fullgrad(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """psi(|x * dy/dx|) + sum_layers psi(|b * dy/dz|), psi = per-channel min-max, bilinear upsampling and sum over
-    channels; z the output of every biased Conv2d and every BatchNorm2d (its implicit bias). The decomposition is
-    complete only for piecewise-linear nets (ReLU); the compatibility report says so."""
+    """psi(|x * dy/dx|) + sum_calls psi(|b * dy/dz|), psi = per-channel min-max, bilinear upsampling and sum over
+    channels; z the output of each call of a biased Conv2d or a BatchNorm2d (its implicit bias), as pytorch-grad-cam.
+    The decomposition is complete only for piecewise-linear nets (ReLU): the compatibility report says so."""
     require_module_model(ctx.model, "FullGrad")
-    layers = _bias_layers(ctx.model)
-    outputs: list[torch.Tensor] = []
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []  # (bias [K], output [B,K,h,w]) per call
 
-    def keep(_m: nn.Module, _i: tuple, out: torch.Tensor) -> torch.Tensor:
-        outputs.append(out)
-        return out.clone()  # an in-place activation after it must not overwrite the tensor we differentiate by
+    def keeper(bias: torch.Tensor):  # type: ignore[no-untyped-def]
+        def keep(_m: nn.Module, _i: tuple, out: torch.Tensor) -> torch.Tensor:
+            calls.append((bias, out))
+            return out.clone()  # an in-place activation after it must not overwrite the tensor we differentiate by
+
+        return keep
 
     xg = x.detach().clone().requires_grad_(True)
     with Hooks() as hooks:
-        for m, _ in layers:
-            hooks.forward(m, keep)
+        for m, bias in _bias_layers(ctx.model):
+            hooks.forward(m, keeper(bias))
         score = ctx.model(xg).gather(1, target.view(-1, 1)).sum()
-    if len(outputs) != len(layers):
-        raise MethodNotApplicable("FullGrad: a biased layer is called more or less than once per forward pass")
-    grads = torch.autograd.grad(score, [xg, *outputs], allow_unused=True)
+    grads = torch.autograd.grad(score, [xg, *(out for _, out in calls)], allow_unused=True)
     size = tuple(x.shape[-2:])
     total = _channel_scaled((grads[0] * xg).abs().detach(), size)
-    for (_, bias), g in zip(layers, grads[1:], strict=True):
+    for (bias, _), g in zip(calls, grads[1:], strict=True):
         if g is not None and g.dim() == 4:
             total = total + _channel_scaled((bias.view(1, -1, 1, 1) * g).abs().detach(), size)
     return total

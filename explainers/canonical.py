@@ -18,7 +18,7 @@ from core import progress
 from core.errors import MethodNotApplicable
 from core.fx import Tracer, fold_batchnorm
 from core.model_state import model_lock, private_copy
-from explainers.hooks import require_module_model
+from explainers.hooks import is_exported, require_module_model
 
 _CANONICAL: weakref.WeakKeyDictionary[nn.Module, fx.GraphModule] = weakref.WeakKeyDictionary()
 
@@ -41,6 +41,8 @@ def forget(model: nn.Module) -> None:
 
 def _build(model: nn.Module) -> fx.GraphModule:
     require_module_model(model, "LRP / DeepLIFT")
+    if is_exported(model):
+        raise MethodNotApplicable("LRP / DeepLIFT assign rules by layer type (nn.Conv2d, nn.ReLU, ...), and a torch.export program's layers are graphs of aten operators")
     private = private_copy(model)
     try:
         graph = Tracer().trace(private)

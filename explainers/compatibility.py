@@ -1,16 +1,16 @@
-"""Which methods apply exactly, approximately or not at all to a model, read from one torch.fx traced forward pass.
+"""Which methods apply exactly, approximately or not at all to a model, read from one torch.fx trace (no forward pass).
 
-No peer library reports this: captum's Guided Backprop and DeepLIFT rules only see the activation modules they list
-(``nn.ReLU``...), so on ReLU6, SiLU, GELU or functional activations they quietly return something else, and LRP
-rules assume ReLU-type activations and stable residual sums. ``compatibility(model)`` traces the model once (no
-forward pass on data), describes its structure and gives each registered method a verdict with its reason.
+No peer library has this: captum's Guided Backprop / DeconvNet / DeepLIFT rules see only the activation modules they
+list, zennit's LRP rules are derived for ReLU nets without skip connections, and both fail silently otherwise. The
+verdicts follow what *this project's* implementations do (``explainers.hooks.rectified_activations``: the rule at
+every call of every ``core.fx.ACTIVATIONS`` module; ``explainers.canonical``: one module per call, BatchNorm folded,
+residual sums as zennit ``Sum``; captum's DeepLIFT table extended by ``explainers.gradient.RESCALE_ACTIVATIONS``).
 """
 
 from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,262 +22,282 @@ from torch import nn
 from core.checks import as_module
 from core.fx import ACTIVATIONS, trace
 from core.model_state import model_lock
-from explainers.gradient import RESCALE_ACTIVATIONS
-from explainers.hooks import has_conv
 from explainers.registry import EXPLAINERS
 
-EXACT, APPROXIMATE, NOT_APPLICABLE = "exact", "approximate", "not applicable"
-
-# elementwise activations whose derivative is piecewise constant: the rules of Guided Backprop, DeconvNet and
-# FullGrad's completeness are defined for them
-PIECEWISE_LINEAR = ("ReLU", "ReLU6", "LeakyReLU", "Hardtanh")
-_FUNCTIONAL: dict[Any, str] = {
-    F.relu: "ReLU", torch.relu: "ReLU", F.relu_: "ReLU", torch.relu_: "ReLU", F.relu6: "ReLU6", F.leaky_relu: "LeakyReLU",
-    F.hardtanh: "Hardtanh", F.elu: "ELU", F.silu: "SiLU", F.gelu: "GELU", F.hardswish: "Hardswish", F.mish: "Mish",
-    F.softplus: "Softplus", torch.sigmoid: "Sigmoid", F.sigmoid: "Sigmoid", torch.tanh: "Tanh", F.tanh: "Tanh",
-    F.hardsigmoid: "Hardsigmoid",
-}  # fmt: skip
-_METHODS = {"relu": "ReLU", "relu_": "ReLU", "sigmoid": "Sigmoid", "sigmoid_": "Sigmoid", "tanh": "Tanh", "tanh_": "Tanh"}
-_MODULE_ACTS = (*ACTIVATIONS, nn.Sigmoid, nn.Tanh, nn.Mish, nn.Hardsigmoid)
-_ADDS = (operator.add, operator.iadd, torch.add)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """``status``: "exact", "approximate" or "not applicable"; ``reason``: why (empty when exact and obvious)."""
-
-    status: str
-    reason: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.status} ({self.reason})" if self.reason and self.status != EXACT else self.status
+RECTIFIERS = (nn.ReLU, nn.ReLU6)  # Guided Backprop, DeconvNet, LRP and PatternNet are defined for these gates
+_FUNCTIONAL = {
+    F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.silu: "silu", F.gelu: "gelu", F.hardswish: "hardswish",
+    F.leaky_relu: "leaky_relu", F.elu: "elu", F.hardtanh: "hardtanh", F.softplus: "softplus", torch.sigmoid: "sigmoid",
+    torch.tanh: "tanh", F.mish: "mish", torch.relu_: "relu_", F.relu_: "relu_",
+}
+_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_"}
+_EXTRA_ACTS = (nn.Sigmoid, nn.Tanh, nn.Mish, nn.PReLU, nn.SELU, nn.CELU, nn.Hardsigmoid)
+_RESHAPES = {"flatten", "view", "reshape", "squeeze", torch.flatten, torch.squeeze}
 
 
 @dataclass(frozen=True)
 class Structure:
-    """What the traced graph shows. ``activations``: "SiLU (module)" / "relu (function)" -> calls; ``reused``: modules
-    called more than once; ``inplace``: in-place operations; ``residual_adds``: additions of two computed tensors;
-    ``batchnorm``: "after a conv" / "elsewhere" -> count; ``trace_error``: why tracing failed (then the rest is empty)."""
+    """What the trace shows. ``activations``: "ReLU6 (module)" / "silu (functional)" -> calls. ``reused``: module name
+    -> calls (> 1). ``inplace``: in-place ops (module names or op names). ``residual_adds``: tensor + tensor additions.
+    ``batchnorm_folded`` / ``batchnorm_other``: BatchNorms right after a conv (foldable) / elsewhere (names).
+    ``traced``: False when torch.fx failed and the rest comes from the module list (``note`` says so)."""
 
-    activations: dict[str, int] = field(default_factory=dict)
-    reused: tuple[str, ...] = ()
-    inplace: tuple[str, ...] = ()
-    residual_adds: int = 0
-    batchnorm: dict[str, int] = field(default_factory=dict)
-    has_conv: bool = False
-    trace_error: str = ""
+    traced: bool
+    note: str
+    activations: dict[str, int]
+    reused: dict[str, int]
+    inplace: list[str]
+    residual_adds: int
+    batchnorm_folded: int
+    batchnorm_other: list[str]
+    convs: int
+    pooled_head: bool | None  # global average pooling then one Linear as the output (None: unknown)
+    cam_layer: str | None
+    scripted: bool = False
+    activation_types: frozenset = field(default_factory=frozenset)  # module classes called
+    functional: frozenset = field(default_factory=frozenset)  # functional activation names called
 
-    def kinds(self) -> set[str]:
-        """Activation kinds (e.g. {"ReLU6", "SiLU"}), module or function."""
-        return {k.split(" (")[0] for k in self.activations}
 
-    def functional(self) -> int:
-        return sum(n for k, n in self.activations.items() if k.endswith("(function)"))
+@dataclass(frozen=True)
+class Verdict:
+    method: str
+    title: str
+    verdict: str  # "exact" | "approximate" | "not applicable"
+    reason: str
 
 
 @dataclass(frozen=True)
 class Report:
-    """The model's ``structure``, each registered method's ``Verdict`` and notes on what peer libraries would do."""
+    """``structure`` of the model and one ``Verdict`` per registered method (registry order)."""
 
     structure: Structure
-    methods: dict[str, Verdict]
-    peer_notes: tuple[str, ...] = ()
+    verdicts: list[Verdict]
+
+    def table(self) -> list[dict[str, str]]:
+        """One row per method: method, title, verdict, reason."""
+        return [{"method": v.method, "title": v.title, "verdict": v.verdict, "reason": v.reason} for v in self.verdicts]
 
     def verdict(self, method: str) -> Verdict:
-        return self.methods.get(method, Verdict(EXACT))
+        return next(v for v in self.verdicts if v.method == method)
 
-    def rows(self) -> list[dict[str, str]]:
-        """One row per method: method, status, reason (for a table)."""
-        return [{"method": m, "status": v.status, "reason": v.reason} for m, v in self.methods.items()]
-
-    def summary(self) -> list[str]:
-        """The structure in short lines."""
+    def summary(self) -> list[dict[str, str]]:
+        """The structure as rows (what, value) for a table."""
         s = self.structure
-        if s.trace_error:
-            return [f"torch.fx could not trace the model: {s.trace_error}"]
-        acts = ", ".join(f"{k} x{n}" for k, n in sorted(s.activations.items())) or "none"
-        bns = ", ".join(f"{n} {k}" for k, n in s.batchnorm.items()) or "none"
-        return [
-            f"activations: {acts}",
-            f"modules called more than once: {', '.join(s.reused) or 'none'}",
-            f"in-place operations: {', '.join(s.inplace) or 'none'}",
-            f"residual additions: {s.residual_adds}",
-            f"BatchNorm: {bns}",
+        acts = ", ".join(f"{k} x{n}" for k, n in s.activations.items()) or "none found"
+        reused = ", ".join(f"{k} x{n}" for k, n in s.reused.items()) or ("none" if s.traced else "unknown (not traced)")
+        rows = [
+            ("traced by torch.fx", "yes" if s.traced else f"no: {s.note}"),
+            ("activations", acts),
+            ("modules called more than once", reused),
+            ("in-place ops", ", ".join(s.inplace) or "none"),
+            ("residual additions", str(s.residual_adds) if s.traced else "unknown (not traced)"),
+            ("BatchNorm", f"{s.batchnorm_folded} right after a conv (folded for LRP/DeepLIFT)" + (f"; elsewhere: {', '.join(s.batchnorm_other)}" if s.batchnorm_other else "")),
+            ("CAM layer", s.cam_layer or "none (no nn.Conv2d)"),
+            ("head", {True: "global average pooling + one linear layer", False: "not GAP + linear", None: "unknown"}[s.pooled_head]),
         ]
+        return [{"what": a, "value": b} for a, b in rows]
 
 
-def _activation(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
-    if node.op == "call_module" and isinstance(modules.get(node.target), _MODULE_ACTS):
-        return f"{type(modules[node.target]).__name__} (module)"
-    if node.op == "call_function" and node.target in _FUNCTIONAL:
-        return f"{_FUNCTIONAL[node.target]} (function)"
-    if node.op == "call_method" and node.target in _METHODS:
-        return f"{_METHODS[node.target]} (function)"
-    return None
+def compatibility(model: Any, layer: str | None = None) -> Report:
+    """The compatibility ``Report`` of ``model`` (``zoo.LoadedModel`` or ``nn.Module``; ``layer``: the CAM layer, by
+    default the model's ``cam_layer`` or its last ``nn.Conv2d``). Traces once under the model's lock; runs nothing."""
+    net = as_module(model)
+    layer = layer or getattr(model, "cam_layer", None) or _last_conv(net)
+    structure = _structure(net, layer)
+    verdicts = []
+    for name, spec in EXPLAINERS.items():
+        verdict, reason = _judge(name, spec.family, structure)
+        verdicts.append(Verdict(name, spec.title, verdict, reason))
+    return Report(structure, verdicts)
 
 
-def _inplace(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
-    if node.op == "call_module" and getattr(modules.get(node.target), "inplace", False):
-        return f"{node.target} ({type(modules[node.target]).__name__}, inplace=True)"
-    if node.op == "call_function" and (node.kwargs.get("inplace") or node.target in (operator.iadd, operator.imul, F.relu_, torch.relu_)):
-        return f"{node.name} ({getattr(node.target, '__name__', node.target)})"
-    if node.op == "call_method" and str(node.target).endswith("_") and not str(node.target).startswith("_"):
-        return f"{node.name} (.{node.target})"
-    return None
-
-
-def _batchnorm_place(node: fx.Node, modules: dict[str, nn.Module]) -> str:
-    src = node.args[0] if node.args else None
-    after_conv = isinstance(src, fx.Node) and src.op == "call_module" and isinstance(modules.get(src.target), nn.Conv2d)
-    return "after a conv" if after_conv and len(src.users) == 1 else "elsewhere (cannot be folded)"
-
-
-def structure(model: nn.Module) -> Structure:
-    """The structure of ``model`` from one torch.fx trace (standard layers and their subclasses as leaves)."""
-    try:
-        with model_lock(model):
-            gm = trace(model)
-    except Exception as exc:  # noqa: BLE001  (any tracing failure is reported, not raised)
-        return Structure(has_conv=has_conv(model), trace_error=f"{type(exc).__name__}: {str(exc)[:160]}")
-    modules = dict(gm.named_modules())
-    acts: Counter[str] = Counter()
-    calls: Counter[str] = Counter()
-    inplace, bns = [], Counter()
-    adds = 0
-    for node in gm.graph.nodes:
-        kind = _activation(node, modules)
-        if kind:
-            acts[kind] += 1
-        if node.op == "call_module":
-            calls[node.target] += 1
-            if isinstance(modules.get(node.target), nn.BatchNorm2d):
-                bns[_batchnorm_place(node, modules)] += 1
-        where = _inplace(node, modules)
-        if where and where not in inplace:
-            inplace.append(where)
-        if node.op == "call_function" and node.target in _ADDS and sum(isinstance(a, fx.Node) for a in node.args[:2]) == 2:
-            adds += 1
-    reused = tuple(n for n, c in calls.items() if c > 1)
-    return Structure(dict(acts), reused, tuple(inplace), adds, dict(bns), has_conv(model))
-
-
-def _cam_layer(model: Any, net: nn.Module) -> str | None:
-    layer = getattr(model, "cam_layer", None)
-    if layer:
-        return layer
-    convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+def _last_conv(net: nn.Module) -> str | None:
+    convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d"]
     return convs[-1] if convs else None
 
 
-def _cam(s: Structure, cam_layer: str | None, scripted: bool) -> Verdict:
-    if scripted:
-        return Verdict(NOT_APPLICABLE, "CAM methods hook a layer, which a TorchScript model does not allow")
-    if not s.has_conv or cam_layer is None:
-        return Verdict(NOT_APPLICABLE, "needs a convolutional layer, and the model has none")
-    if cam_layer in s.reused:
-        return Verdict(NOT_APPLICABLE, f"the CAM layer {cam_layer} is called more than once per forward pass")
-    return Verdict(EXACT, f"on {cam_layer}")
+def _structure(net: nn.Module, layer: str | None) -> Structure:
+    modules = dict(net.named_modules())
+    convs = sum(isinstance(m, nn.Conv2d) for m in modules.values())
+    if isinstance(net, torch.jit.ScriptModule):
+        return _from_modules(net, layer, "a TorchScript model cannot be traced", scripted=True)
+    try:
+        with model_lock(net):
+            gm = trace(net)
+    except Exception as exc:  # noqa: BLE001  (any tracing failure: fall back, and say so)
+        return _from_modules(net, layer, f"torch.fx could not trace it ({type(exc).__name__}: {str(exc)[:100]}); "
+                             "read from the module list: functional activations, reuse and residual additions unknown")
+    calls: Counter[str] = Counter()
+    acts: Counter[str] = Counter()
+    act_types, functional, inplace = set(), set(), []
+    residual, bn_folded, bn_other = 0, 0, []
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            mod = modules[node.target]
+            calls[node.target] += 1
+            if isinstance(mod, ACTIVATIONS + _EXTRA_ACTS):
+                acts[f"{type(mod).__name__} (module)"] += 1
+                act_types.add(type(mod))
+            if getattr(mod, "inplace", False) and calls[node.target] == 1:
+                inplace.append(node.target)
+            if isinstance(mod, nn.BatchNorm2d):
+                src = node.args[0]
+                foldable = isinstance(src, fx.Node) and src.op == "call_module" and isinstance(modules.get(src.target), nn.Conv2d) and len(src.users) == 1
+                bn_folded += foldable
+                if not foldable:
+                    bn_other.append(node.target)
+        elif node.op in ("call_function", "call_method"):
+            fname = _FUNCTIONAL.get(node.target) if node.op == "call_function" else (node.target if node.target in _METHODS else None)
+            if fname:
+                acts[f"{fname} (functional)"] += 1
+                functional.add(fname)
+            if node.kwargs.get("inplace") or (node.op == "call_method" and str(node.target).endswith("_")) or node.target in (operator.iadd, torch.relu_, F.relu_):
+                inplace.append(str(getattr(node.target, "__name__", node.target)))
+            if node.target in (operator.add, operator.iadd, torch.add) and all(isinstance(a, fx.Node) for a in node.args[:2]):
+                residual += 1
+    return Structure(
+        traced=True, note="", activations=dict(acts), reused={k: n for k, n in calls.items() if n > 1}, inplace=inplace,
+        residual_adds=residual, batchnorm_folded=bn_folded, batchnorm_other=bn_other, convs=convs,
+        pooled_head=_pooled_head(gm, modules), cam_layer=layer, activation_types=frozenset(act_types), functional=frozenset(functional),
+    )
 
 
-def _rectified(s: Structure, what: str) -> Verdict:
-    """Guided Backprop / DeconvNet: our rule sits on every call of every activation module (reuse and in-place are
-    handled); functional activations and non-ReLU-type activations are where it is approximate."""
-    reasons = []
-    if s.functional():
-        reasons.append(f"{s.functional()} functional activation call(s) get the plain gradient (the rule needs a module)")
-    other = sorted(s.kinds() - set(PIECEWISE_LINEAR))
+def _from_modules(net: nn.Module, layer: str | None, note: str, scripted: bool = False) -> Structure:
+    """The fallback: what the module list alone shows (each activation module counted once)."""
+    modules = dict(net.named_modules())
+    acts = [m for m in modules.values() if isinstance(m, ACTIVATIONS + _EXTRA_ACTS)]
+    return Structure(
+        traced=False, note=note, activations=dict(Counter(f"{type(m).__name__} (module)" for m in acts)), reused={},
+        inplace=[n for n, m in modules.items() if getattr(m, "inplace", False)], residual_adds=0, batchnorm_folded=0,
+        batchnorm_other=[n for n, m in modules.items() if isinstance(m, nn.BatchNorm2d)],
+        convs=sum(isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d" for m in modules.values()),
+        pooled_head=None, cam_layer=layer, scripted=scripted, activation_types=frozenset(type(m) for m in acts),
+    )
+
+
+def _skip_reshapes(node: Any, modules: dict[str, nn.Module]) -> Any:
+    while isinstance(node, fx.Node) and (node.target in _RESHAPES or (node.op == "call_module" and isinstance(modules.get(node.target), nn.Dropout))):
+        node = node.args[0]
+    return node
+
+
+def _pooled_head(gm: fx.GraphModule, modules: dict[str, nn.Module]) -> bool:
+    """Whether the output is one Linear on a global average pool (CAM's requirement)."""
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    fc = _skip_reshapes(out.args[0], modules)
+    if not (isinstance(fc, fx.Node) and fc.op == "call_module" and isinstance(modules.get(fc.target), nn.Linear)):
+        return False
+    pool = _skip_reshapes(fc.args[0], modules)
+    if not isinstance(pool, fx.Node):
+        return False
+    if pool.op == "call_module":
+        m = modules.get(pool.target)
+        return isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size in (1, (1, 1))
+    if pool.target in ("mean", torch.mean):
+        dims = pool.args[1] if len(pool.args) > 1 else pool.kwargs.get("dim")
+        return tuple(dims) == (2, 3) if isinstance(dims, (tuple, list)) else False
+    return pool.target is F.adaptive_avg_pool2d and pool.args[1:2] in ((1,), ((1, 1),))
+
+
+EXACT, APPROX, NA = "exact", "approximate", "not applicable"
+
+
+def _names(types: set | frozenset) -> str:
+    return ", ".join(sorted(t.__name__ for t in types))
+
+
+def _rectified(s: Structure, what: str) -> tuple[str, str]:
+    """Guided Backprop / DeconvNet: our rule at every call of every ``core.fx.ACTIVATIONS`` module."""
+    if s.scripted:
+        return NA, "TorchScript: the rule is attached by hooks, which a scripted model does not allow"
+    if not s.activation_types and not s.functional:
+        return NA, "no activation modules to attach the rule to"
+    if s.functional:
+        return APPROX, f"functional activations ({', '.join(sorted(s.functional))}) get no {what} rule: plain gradient there"
+    hookless = {t for t in s.activation_types if not issubclass(t, ACTIVATIONS)}
+    if hookless:
+        return APPROX, f"{_names(hookless)} get no {what} rule: plain gradient there"
+    other = {t for t in s.activation_types if not issubclass(t, RECTIFIERS)}
     if other:
-        reasons.append(f"{what}'s rule is defined for ReLU; on {', '.join(other)} it is applied after their smooth derivative")
-    if not s.activations:
-        return Verdict(NOT_APPLICABLE, "the model has no activation to attach the rule to")
-    return Verdict(APPROXIMATE, "; ".join(reasons)) if reasons else Verdict(EXACT)
+        return APPROX, f"the rule is defined for ReLU gates; on {_names(other)} it is a generalization (their own derivative kept)"
+    return EXACT, f"rule on every call of {_names(s.activation_types)} (reused and in-place modules included)"
 
 
-def _deeplift(s: Structure) -> Verdict:
-    from captum.attr._core import deep_lift as captum_deep_lift
+def _deeplift(s: Structure) -> tuple[str, str]:
+    """captum's DeepLIFT (rescale) on the canonical copy, its table extended by ``RESCALE_ACTIVATIONS``."""
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
-    known = {c.__name__ for c in captum_deep_lift.SUPPORTED_NON_LINEAR} | {c.__name__ for c in RESCALE_ACTIVATIONS}
-    reasons = []
-    if s.functional():
-        reasons.append(f"{s.functional()} functional activation call(s) are treated as linear (no rescale rule)")
-    missing = sorted(k for k in s.kinds() if k not in known)
-    if missing:
-        reasons.append(f"captum has no rescale rule for {', '.join(missing)} and treats them as linear")
-    return Verdict(APPROXIMATE, "; ".join(reasons) + ": summation-to-delta no longer holds") if reasons else Verdict(EXACT, "on the canonical copy")
+    from explainers.gradient import RESCALE_ACTIVATIONS
+
+    if not s.traced:
+        return NA, "runs on the canonical copy, which needs a torch.fx trace"
+    if s.functional:
+        return APPROX, f"functional activations ({', '.join(sorted(s.functional))}) are invisible to captum: treated as linear"
+    unknown = {t for t in s.activation_types if t not in SUPPORTED_NON_LINEAR and not issubclass(t, RESCALE_ACTIVATIONS)}
+    if unknown:
+        return APPROX, f"captum has no rescale rule for {_names(unknown)}: treated as linear (plain gradient)"
+    return EXACT, "rescale rule on every activation call (canonical copy: one module per call)"
 
 
-def _lrp(s: Structure) -> Verdict:
-    reasons = []
-    other = sorted(s.kinds() - set(PIECEWISE_LINEAR))
-    if other:
-        reasons.append(f"LRP rules assume ReLU-type activations; {', '.join(other)} pass relevance through unchanged")
-    if s.functional():
-        reasons.append(f"{s.functional()} functional activation call(s) are outside zennit's rules")
-    if s.batchnorm.get("elsewhere (cannot be folded)"):
-        reasons.append("BatchNorm not directly after a conv cannot be folded and gets no LRP rule")
+def _relu_net(s: Structure, what: str) -> tuple[str, str]:
+    """LRP / Deep Taylor / PatternNet: zennit or our rules on the canonical copy, derived for ReLU nets."""
+    if not s.traced:
+        return NA, f"{what} runs on the canonical copy, which needs a torch.fx trace"
     if s.residual_adds:
-        reasons.append(f"{s.residual_adds} residual additions: relevance is split in proportion to the branches, which can be unstable")
-    return Verdict(APPROXIMATE, "; ".join(reasons)) if reasons else Verdict(EXACT, "on the canonical copy (BatchNorm folded)")
+        return APPROX, f"{s.residual_adds} residual additions: the backward pass splits at each by a Sum rule (the paper has no skip connections)"
+    other = {t for t in s.activation_types if not issubclass(t, RECTIFIERS)}
+    if other or s.functional:
+        names = ", ".join(sorted({t.__name__ for t in other} | set(s.functional)))
+        return APPROX, f"rules derived for ReLU nets; {names} passed as identity"
+    if s.batchnorm_other:
+        return APPROX, f"BatchNorm not after a conv ({', '.join(s.batchnorm_other[:3])}): not folded, treated as a linear layer"
+    return EXACT, "ReLU net without skip connections; BatchNorm folded into its conv"
 
 
-def _fullgrad(s: Structure, scripted: bool) -> Verdict:
-    if scripted:
-        return Verdict(NOT_APPLICABLE, "FullGrad hooks every biased layer, which a TorchScript model does not allow")
-    other = sorted(s.kinds() - set(PIECEWISE_LINEAR))
-    if other:
-        return Verdict(APPROXIMATE, f"the full-gradient decomposition is complete only for piecewise-linear nets; {', '.join(other)} are not")
-    return Verdict(EXACT)
+def _cam(s: Structure, name: str) -> tuple[str, str]:
+    if s.scripted:
+        return NA, "TorchScript: the CAM layer is hooked, which a scripted model does not allow"
+    if not s.convs or not s.cam_layer:
+        return NA, "no nn.Conv2d: nothing to weight"
+    if s.reused.get(s.cam_layer, 1) > 1:
+        return NA, f"the CAM layer {s.cam_layer} is called {s.reused[s.cam_layer]} times per forward"
+    if name == "cam" and s.pooled_head is False:
+        return NA, "the head is not global average pooling + one linear layer"
+    if name == "cam" and s.pooled_head is None:
+        return EXACT, "head checked when it runs (not traced)"
+    return EXACT, f"weights the feature maps of {s.cam_layer}"
 
 
-def _verdict(name: str, s: Structure, cam_layer: str | None, scripted: bool) -> Verdict:
-    family = EXPLAINERS.get(name).family
-    graph_based = family == "propagation" or name == "deeplift"
-    if s.trace_error and graph_based:
-        return Verdict(NOT_APPLICABLE, f"needs the model's torch.fx graph, and tracing failed ({s.trace_error})")
-    rules: dict[str, Callable[[], Verdict]] = {
-        "guided_backprop": lambda: _rectified(s, "Guided Backprop"),
-        "deconvolution": lambda: _rectified(s, "DeconvNet"),
-        "deeplift": lambda: _deeplift(s),
-        "fullgrad": lambda: _fullgrad(s, scripted),
-    }
-    if name in rules:
-        return rules[name]()
+def _fullgrad(s: Structure) -> tuple[str, str]:
+    """FullGrad: input-gradient and bias-gradient terms; complete (they sum to the logit) only for piecewise-linear nets."""
+    if s.scripted:
+        return NA, "TorchScript: the biased layers are hooked, which a scripted model does not allow"
+    smooth = {t for t in s.activation_types if not issubclass(t, (*RECTIFIERS, nn.LeakyReLU, nn.Hardtanh))}
+    smooth_fn = {f for f in s.functional if "relu" not in f}
+    if smooth or smooth_fn:
+        names = ", ".join(sorted({t.__name__ for t in smooth} | smooth_fn))
+        return APPROX, f"the full-gradient decomposition is complete only for piecewise-linear nets; {names} are not"
+    return EXACT, "input gradient and every bias gradient (Conv2d biases, BatchNorm's implicit bias)"
+
+
+def _judge(name: str, family: str, s: Structure) -> tuple[str, str]:
+    if name == "fullgrad":
+        return _fullgrad(s)
+    if name == "extremal_perturbation":
+        return EXACT, "optimises a mask with autograd gradients of the logit: any differentiable model"
+    if name in ("guided_backprop", "deconvolution"):
+        return _rectified(s, "Guided Backprop" if name == "guided_backprop" else "DeconvNet")
+    if name == "deeplift":
+        return _deeplift(s)
+    if family == "propagation" or name.startswith("pattern_"):
+        return _relu_net(s, "LRP" if family == "propagation" else "PatternNet")
     if name == "guided_gradcam":
-        cam, guided = _cam(s, cam_layer, scripted), _rectified(s, "Guided Backprop")
-        return cam if cam.status != EXACT else guided
+        cam_v, guided = _cam(s, name), _rectified(s, "Guided Backprop")
+        return (cam_v if cam_v[0] != EXACT else guided) if (cam_v[0], guided[0]) != (EXACT, EXACT) else (EXACT, guided[1])
     if family == "cam":
-        return _cam(s, cam_layer, scripted)
-    if family == "propagation":
-        return _lrp(s)
+        return _cam(s, name)
     if family == "control":
-        return Verdict(EXACT, "a control: does not depend on the model's structure")
-    return Verdict(EXACT)
-
-
-def _peer_notes(s: Structure) -> tuple[str, ...]:
-    notes = []
-    other = sorted(s.kinds() - {"ReLU"})
-    if other or s.functional():
-        seen = ", ".join(other + (["functional activations"] if s.functional() else []))
-        notes.append(f"captum's GuidedBackprop / Deconvolution only rectify nn.ReLU modules: on {seen} they silently return plain gradients")
-    if s.reused:
-        notes.append(
-            f"captum's DeepLift and zennit's rules break on modules called more than once ({len(s.reused)} here); this dashboard uses a canonical copy"
-        )
-    if s.residual_adds:
-        notes.append("zennit's LRP on the raw model treats residual additions by gradient; this dashboard makes them Sum layers")
-    return tuple(notes)
-
-
-def compatibility(model: Any) -> Report:
-    """The compatibility report of ``model`` (``zoo.LoadedModel`` or ``nn.Module``): its structure from one torch.fx
-    trace, and for every registered method a ``Verdict`` ("exact", "approximate (why)", "not applicable (why)")::
-
-        report = explainers.compatibility(zoo.load_model("efficientnet_lite0"))
-        report.verdict("deeplift")   # Verdict(status="exact", reason="on the canonical copy")
-    """
-    net = as_module(model)
-    scripted = isinstance(net, torch.jit.ScriptModule)
-    s = structure(net)
-    cam_layer = _cam_layer(model, net)
-    return Report(s, {name: _verdict(name, s, cam_layer, scripted) for name in EXPLAINERS.names()}, _peer_notes(s))
+        return EXACT, "a control: uses nothing inside the model"
+    if family == "perturbation":
+        return EXACT, "forward passes only: any model"
+    return EXACT, "autograd gradients of the logit: any differentiable model"

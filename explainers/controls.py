@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 import torch.nn.functional as F
 
@@ -21,9 +23,18 @@ _PAPER = "Adebayo et al. 2018, Sanity Checks for Saliency Maps"
     cost=lambda p, h, w, k: (0, 0),
 )
 def random(ctx: Context, x: torch.Tensor, target: torch.Tensor, seed: int) -> torch.Tensor:
-    """Uniform noise in [0,1), [B,H,W]; independent of the model by construction."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.rand((x.shape[0], *x.shape[-2:]), generator=gen).to(x.device)
+    """Uniform noise in [0,1), [B,H,W]; independent of the model by construction, and of the batch: each image's map
+    is drawn from a generator seeded by ``seed`` and a digest of that image's values. So one image gets the same map
+    alone or in any batch, and different images get independent maps (one fixed map for a whole dataset would line
+    up with whatever sits at fixed positions, e.g. a shortcut marker, and stop being a control)."""
+    maps = [torch.rand(x.shape[-2:], generator=torch.Generator().manual_seed(_image_seed(seed, xb))) for xb in x]
+    return torch.stack(maps).to(x.device)
+
+
+def _image_seed(seed: int, image: torch.Tensor) -> int:
+    """A 63-bit seed from ``seed`` and the bytes of ``image`` [C,H,W]."""
+    digest = hashlib.sha256(image.detach().float().cpu().contiguous().numpy().tobytes() + int(seed).to_bytes(8, "little", signed=True))
+    return int.from_bytes(digest.digest()[:8], "little") & (2**63 - 1)
 
 
 @explainer(

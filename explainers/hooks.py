@@ -27,8 +27,22 @@ def require_module_model(model: nn.Module, what: str) -> None:
 
 
 def has_conv(model: nn.Module) -> bool:
-    """Whether the model has a 2-D convolution (for TorchScript models: by the scripted module's original class)."""
-    return any(isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d" for m in model.modules())
+    """Whether the model has a 2-D convolution (for TorchScript models: by the scripted module's original class; for
+    a ``torch.export`` program: by an ``aten.conv2d`` call in one of its graphs)."""
+    return any(isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d" or _calls_conv(m) for m in model.modules())
+
+
+def _calls_conv(module: nn.Module) -> bool:
+    graph = getattr(module, "graph", None)  # a TorchScript module's graph is a torch._C.Graph: not looked into
+    nodes = graph.nodes if isinstance(graph, torch.fx.Graph) else ()
+    return any(n.target in (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default) for n in nodes)
+
+
+def is_exported(model: nn.Module) -> bool:
+    """Whether ``model`` is a loaded ``torch.export`` program (its layers are graphs of aten operators, not nn layers)."""
+    from torch.export.unflatten import InterpreterModule, UnflattenedModule
+
+    return isinstance(model, (InterpreterModule, UnflattenedModule)) or type(model).__name__ == "GraphModule" and hasattr(model, "_in_spec")
 
 
 class _GuidedGrad(torch.autograd.Function):
@@ -98,6 +112,32 @@ def capture_layer(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     with Hooks() as hooks:
         hooks.forward(module, hook)
         yield store
+
+
+def locate_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The CAM layer of a plain module, as torchcam's ``locate_candidate_layer`` finds it: from one forward pass of
+    ``x`` [B,C,H,W] (no gradients; hooks removed after), the last module to finish whose output is [B,K,h,w] with
+    h*w > 1, i.e. the feature map before global pooling (an outer block wins over its own last child: ``layer4`` of a
+    ResNet). Modules called more than once per pass (a shared activation) are skipped: their output is ambiguous."""
+    calls: dict[str, int] = {}
+    order: list[tuple[str, bool]] = []
+
+    def record(name: str):  # noqa: ANN202
+        def hook(_m: nn.Module, _i: tuple, out: object) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            order.append((name, isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-2:].numel() > 1))
+
+        return hook
+
+    with Hooks() as hooks, torch.no_grad():
+        for name, module in model.named_modules():
+            if name:
+                hooks.forward(module, record(name))
+        model(x)
+    found = next((n for n, spatial in reversed(order) if spatial and calls[n] == 1), None)
+    if found is None:
+        raise MethodNotApplicable("no layer of this model outputs a [B,K,h,w] feature map with h*w > 1: name the CAM layer with layer=...")
+    return found
 
 
 def tick_per_forward(model: nn.Module, hooks: Hooks, title: str) -> None:

@@ -48,7 +48,7 @@ def occlusion(ctx: Context, x: torch.Tensor, target: torch.Tensor, window: float
     """Drop of the target logit when a sliding patch is replaced by zero (the mean image)."""
     h, w = x.shape[-2:]
     win, step = _window(h, w, window), _window(h, w, stride)
-    attr = Occlusion(ctx.model).attribute(
+    attr = Occlusion(ctx.forward).attribute(
         x,
         sliding_window_shapes=(x.shape[1], win, win),
         strides=(x.shape[1], step, step),
@@ -94,19 +94,19 @@ def rise_masks(grid: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, size: tup
     cost=lambda p, h, w, k: (p["n_masks"], 0),
 )
 def rise(ctx: Context, x: torch.Tensor, target: torch.Tensor, n_masks: int, cells: int, p: float, seed: int, batch_size: int) -> torch.Tensor:
-    """sum_i P(c | x * M_i) M_i / (N p), masked with zero (the mean image in input space)."""
-    gen = torch.Generator().manual_seed(seed)
+    """sum_i P(c | x * M_i) M_i / (N p), masked with zero (the mean image in input space). Every image draws its
+    masks from a generator seeded by ``seed`` alone (its map does not depend on the rest of the batch)."""
     h, w = x.shape[-2:]
     out = []
     for b in range(len(x)):
-        grid, dy, dx = rise_draws(n_masks, (h, w), cells, p, gen)
+        grid, dy, dx = rise_draws(n_masks, (h, w), cells, p, torch.Generator().manual_seed(seed))
         acc = torch.zeros(h, w, device=x.device)
         done = 0
         while done < n_masks:
             k = min(batch_size, n_masks - done)
             masks = rise_masks(grid[done : done + k], dy[done : done + k], dx[done : done + k], (h, w), x.device)
             with torch.no_grad():
-                probs = torch.softmax(ctx.model(x[b : b + 1] * masks.unsqueeze(1)).float(), dim=1)[:, target[b]]
+                probs = torch.softmax(ctx.forward(x[b : b + 1] * masks.unsqueeze(1)), dim=1)[:, target[b]]
             acc += torch.einsum("n,nhw->hw", probs, masks)
             done += k
         out.append(acc / (n_masks * p))
@@ -144,7 +144,7 @@ def _surrogate(
     for b in range(len(x)):
         mask = seg[b : b + 1].expand(1, x.shape[1], -1, -1)
         with seeded(seed, x.device):
-            attr = cls(ctx.model).attribute(
+            attr = cls(ctx.forward).attribute(
                 x[b : b + 1],
                 baselines=0.0,
                 target=target[b : b + 1],

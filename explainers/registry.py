@@ -25,7 +25,9 @@ class ExplainerSpec(Spec):
     the benchmark compares the runtime against and the time estimates use. ``signed``: the map has a meaningful
     sign. ``default``: in the Compare page's first grid. ``units``: maps with the same units can share one colour
     scale: "logit" (signed shares of the target's logit that add up to it, or to its difference from a baseline),
-    "gradient" (magnitudes of d logit / d input); "" (each map on its own scale).
+    "gradient" (magnitudes of d logit / d input); "" (each map on its own scale). ``convention``: what the map's
+    values mean (e.g. LRP's sign convention), one short sentence for the tile caption; "" when there is nothing
+    beyond the title.
     """
 
     family: str
@@ -34,6 +36,7 @@ class ExplainerSpec(Spec):
     signed: bool = False
     default: bool = False
     units: str = ""
+    convention: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,7 +1,8 @@
 """Quantitative metrics of attribution maps, in one registry.
 
 Public API: ``score(name, model, x, target, maps)`` for any registered metric, ``names()`` / ``get(name)``; the
-richer results behind some of them: ``deletion_insertion`` (curves and AUCs), ``road`` (curves); the sanity checks
+richer results behind some of them: ``deletion_insertion`` (curves and AUCs), ``road`` (curves), ``irof_curves``,
+``sensitivity_n_curve`` (Ancona et al.'s curve over n); the sanity checks
 (``model_randomization``, ``data_randomization``); robustness (``sensitivity``, ``adversarial``, ``fragility``);
 map similarity (``map_similarity``, ``dissimilarity``); the primitives ``gini``, ``entropy``, ``pointing_hits``,
 ``positive_share``; region shares over a set (``region_scores``, ``over_set``) and the counterfactual check of a
@@ -16,13 +17,15 @@ from typing import Any
 import torch
 
 from core.errors import ParameterError
-from metrics import complexity, infidelity, localization, region  # noqa: F401  (registration)
+from metrics import complexity, confidence, correlation, infidelity, irof, localization, monotonicity, region, sanity, stability  # noqa: F401  (registration)
 from metrics.attacks import Adversarial, adversarial, pgd
 from metrics.common import Inputs, prepare
 from metrics.complexity import entropy, gini
+from metrics.correlation import sensitivity_n_curve
 from metrics.counterfactual import Counterfactual, paste_region, remove_region
 from metrics.deletion_insertion import DeletionInsertion, auc, deletion_insertion, perturbed
 from metrics.fragility import Fragility, fragility
+from metrics.irof import IrofCurves, irof_curves
 from metrics.localization import pointing_hits, positive_share
 from metrics.randomization import DataRandomization, Randomization, data_randomization, model_blocks, model_randomization, random_floor
 from metrics.region import SetScore, area_share, concentration, explain_set, over_set, rank_accuracy, region_scores
@@ -31,7 +34,20 @@ from metrics.road import Road, impute, road
 from metrics.sensitivity import Sensitivity, sensitivity, sensitivity_samples
 from metrics.similarity import SIMILARITIES, dissimilarity, map_similarity
 
-MODULE_ORDER = ("deletion_insertion", "road", "infidelity", "localization", "region", "complexity")
+MODULE_ORDER = (
+    "deletion_insertion",
+    "road",
+    "infidelity",
+    "correlation",
+    "monotonicity",
+    "irof",
+    "confidence",
+    "localization",
+    "region",
+    "complexity",
+    "stability",
+    "sanity",
+)
 
 __all__ = [
     "CATEGORIES",
@@ -52,6 +68,7 @@ __all__ = [
     "DeletionInsertion",
     "Fragility",
     "Inputs",
+    "IrofCurves",
     "MetricContext",
     "MetricSpec",
     "Randomization",
@@ -67,6 +84,7 @@ __all__ = [
     "get",
     "gini",
     "impute",
+    "irof_curves",
     "map_similarity",
     "load_run",
     "metric",
@@ -82,12 +100,13 @@ __all__ = [
     "road",
     "score",
     "sensitivity",
+    "sensitivity_n_curve",
     "sensitivity_samples",
 ]
 
 
 def names() -> list[str]:
-    """Every registered metric by category (faithfulness, localization, complexity), then by the module that defines
+    """Every registered metric by category (``CATEGORIES``' order), then by the module that defines
     it in ``MODULE_ORDER`` (whatever the import order), then in registration order."""
     cats = list(CATEGORIES)
     modules = [f"metrics.{m}" for m in MODULE_ORDER]
@@ -115,7 +134,6 @@ def score(
     mask: torch.Tensor | None = None,
     seed: int = 0,
     batch_size: int | None = None,
-    compile: bool | None = None,
     method_params: dict[str, dict[str, Any]] | None = None,
     **params: Any,
 ) -> dict[str, torch.Tensor]:
@@ -129,7 +147,7 @@ def score(
     if spec.needs_mask and mask is None:
         raise ParameterError(f"{spec.title} needs a ground-truth mask; this image has none")
     ctx = MetricContext(
-        inp.net, inp.x, inp.target, mask=mask, seed=seed, batch_size=batch_size, compile=compile, source=model, method_params=method_params or {}
+        inp.net, inp.x, inp.target, mask=mask, seed=seed, batch_size=batch_size, source=model, method_params=method_params or {}
     )
     return spec.fn(ctx, inp.maps, **resolved)
 

@@ -12,7 +12,7 @@ from torch import nn
 
 import explainers
 from core.checks import as_module, check_one_image, check_target, check_x  # noqa: F401  (re-exported for the metrics)
-from core.errors import ParameterError
+from core.errors import InputError, ParameterError
 
 T = TypeVar("T")
 
@@ -68,9 +68,18 @@ def prepare(model: Any, x: Any, attribution: torch.Tensor | dict[str, torch.Tens
     return Inputs(net, x, t, maps, single)
 
 
+PIXEL_TOL = 1e-4  # a bare module's pixels may exceed [0,1] by rounding
+
+RANKING = "pixels ranked by value, not |value| (signed maps: the strongest evidence for the target first, against it last)"
+
+
 def pixel_ranks(attribution: torch.Tensor) -> torch.Tensor:
     """[B,H,W] -> long [B,H*W]: each pixel's position in ``argsort(map.flatten(), descending=True, stable=True)``
-    (0 = most relevant; equal values keep raster order)."""
+    (0 = most relevant; equal values keep raster order).
+
+    By value, not |value|: every signed method here means "raises the target's score" by a positive value (LRP
+    included, see ``explainers.propagation``), so a negative pixel is evidence against the target and comes last;
+    unsigned maps are magnitudes already. ``RANKING`` says so in the metrics' conventions."""
     flat = attribution.flatten(1)
     order = torch.argsort(flat, dim=1, descending=True, stable=True)
     ranks = torch.empty_like(order)
@@ -81,13 +90,20 @@ def pixel_ranks(attribution: torch.Tensor) -> torch.Tensor:
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def pixel_domain(model: Any) -> tuple[Transform, Transform]:
-    """(input -> pixels in [0,1], pixels -> input) for a ``zoo.LoadedModel``; the identity for a bare module (its
-    input is taken as pixels)."""
+def pixel_domain(model: Any, x: torch.Tensor | None = None) -> tuple[Transform, Transform]:
+    """(input -> pixels in [0,1], pixels -> input) for a ``zoo.LoadedModel``; the identity for a bare module, whose
+    input is taken as pixels: so a bare module's ``x`` [B,C,H,W] (when given) must lie in [0,1], else ``InputError``
+    naming ``zoo.wrap`` (a normalized image would be clipped to [0,1] silently, and eps read in the wrong units)."""
     if hasattr(model, "normalize") and hasattr(model, "mean"):
         mean = torch.tensor(model.mean).view(1, -1, 1, 1)
         std = torch.tensor(model.std).view(1, -1, 1, 1)
         return (lambda x: x * std.to(x.device) + mean.to(x.device)), (lambda u: (u - mean.to(u.device)) / std.to(u.device))
+    if x is not None and x.numel() and (float(x.min()) < -PIXEL_TOL or float(x.max()) > 1 + PIXEL_TOL):
+        raise InputError(
+            f"this function works in pixel space, and a plain nn.Module's input is taken as pixels in [0, 1], but x spans "
+            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]: a normalized image? Give the normalization with "
+            "zoo.wrap(module, mean=..., std=...) and pass the wrapped model."
+        )
     return (lambda x: x), (lambda u: u)
 
 

@@ -19,7 +19,7 @@ from core.errors import ParameterError
 from metrics.common import as_module, check_target, check_x, n_classes
 from metrics.deletion_insertion import SUBSTRATES as DELETION_SUBSTRATES
 from metrics.deletion_insertion import substrate_image
-from metrics.inference import fast_forward
+from metrics.engine import engine
 from metrics.road import impute
 
 SUBSTRATES: tuple[str, ...] = ("impute", *DELETION_SUBSTRATES)
@@ -27,7 +27,7 @@ SUBSTRATES: tuple[str, ...] = ("impute", *DELETION_SUBSTRATES)
 
 def forward_logits(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Logits [B,K] of ``x`` [B,C,H,W] on the metrics' forward path (the one place to swap the engine)."""
-    return fast_forward(net, x, forwards=x.shape[0])(x)
+    return engine(net, x)(x)
 
 
 @dataclass(frozen=True)

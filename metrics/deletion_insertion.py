@@ -3,7 +3,9 @@ Black-box Models", BMVC), computed with one forward per curve point and no more.
 
 Definition (followed exactly):
 
-- ranking: ``torch.argsort(map.flatten(), descending=True, stable=True)`` (ties keep raster order);
+- ranking: ``torch.argsort(map.flatten(), descending=True, stable=True)`` (ties keep raster order), by value, not
+  |value|: a signed map's most positive pixels (the strongest evidence for the target) come first, its most
+  negative last (``metrics.common.pixel_ranks``);
 - deletion: from the preprocessed image, the top ``k*step`` pixels (all channels) are replaced by the
   substrate, k = 0..ceil(H*W/step); the curve is the softmax probability of the target class.
   Substrates: ``zero`` (0 in the model's normalized input space, as the RISE code does),
@@ -13,9 +15,8 @@ Definition (followed exactly):
 - AUC = (sum of the N points - first/2 - last/2) / (N - 1), the trapezoid rule on [0, 1].
 
 Speed: the points every curve shares (the image, the fully replaced image, the blurred image) are
-computed once for all methods; every other point is one forward on the fast inference path
-(``metrics.inference``), in chunks of the fastest batch size, the perturbed inputs built for a whole
-chunk at once from the pixel ranks (no per-step Python or numpy).
+computed once for all methods; every other point is one forward of the engine (``metrics.engine``: ONNX
+Runtime, or the torch path with its reason), the perturbed inputs built for several of its chunks at once from the pixel ranks (no per-step Python or numpy).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from torchvision.transforms.functional import gaussian_blur
 from core import progress
 from core.errors import ParameterError
 from core.registry import Param
-from metrics.common import check_maps, check_x, pixel_ranks, prepare
-from metrics.inference import fast_forward
+from metrics.common import RANKING, check_maps, check_x, pixel_ranks, prepare
+from metrics.engine import engine
 from metrics.registry import MetricContext, metric
 
 SUBSTRATES = ("zero", "blur", "mean")
@@ -107,7 +108,7 @@ def conventions(step: int, substrate: str, pixels: int) -> str:
     n = math.ceil(pixels / step) + 1
     sub = {"zero": "zero in the model's normalized input space", "blur": "the blurred image", "mean": "the image's per-channel mean"}[substrate]
     return (
-        f"Petsiuk et al. 2018: {step} pixels per step ({n} points on {pixels} pixels), ranking argsort(descending, stable); "
+        f"Petsiuk et al. 2018: {step} pixels per step ({n} points on {pixels} pixels), ranking by value (argsort descending, stable; not |value|); "
         f"deletion substrate: {sub}; insertion starts from gaussian_blur(kernel {BLUR_KERNEL}, sigma {BLUR_SIGMA:g}); "
         "score: softmax probability of the target; AUC = (sum - first/2 - last/2)/(N-1). Deletion: lower is better; insertion: higher is better."
     )
@@ -129,12 +130,12 @@ def deletion_insertion(
     substrate: str = "zero",
     batch_size: int | None = None,
     curves: tuple[str, ...] = CURVES,
-    compile: bool | None = None,
 ) -> DeletionInsertion:
     """Deletion and insertion curves of one or many maps.
 
     ``x`` [B,C,H,W] preprocessed; ``attribution`` [B,H,W] or {name: [B,H,W]}; ``target`` int or [B].
     Returns curves [B,N] and AUCs [B] (dicts by name when a dict was given), N = ceil(H*W/step) + 1.
+    ``batch_size``: perturbed images built and passed to the engine at once (None: a few of its chunks).
     """
     start = time.perf_counter()
     inp = prepare(model, x, attribution, target)
@@ -155,7 +156,7 @@ def deletion_insertion(
     ends = {"x": x, **({"sub": sub} if "deletion" in curves else {}), **({"blur": blur} if "insertion" in curves else {})}
     inner = torch.arange(1, n_points - 1, device=x.device)
     total = len(curves) * len(names) * b * inner.numel() + len(ends) * b
-    ff = fast_forward(net, x, batch_size=batch_size, compile=compile, forwards=total)
+    ff = engine(net, x)
     p = dict(zip(ends, ff.probability(torch.cat(list(ends.values())), t.repeat(len(ends))).split(b), strict=True))
     values = torch.empty(len(curves), len(names), b, n_points, device=x.device)
     for ci, c in enumerate(curves):
@@ -164,7 +165,7 @@ def deletion_insertion(
     # fill / base image per curve: deletion puts the substrate over x, insertion puts x over the blur
     fills = torch.stack([{"deletion": sub, "insertion": x}[c] for c in curves])  # [Cv,B,C,H,W]
     bases = torch.stack([{"deletion": x, "insertion": blur}[c] for c in curves])
-    _inner_points(ff, t, ranks, counts, fills, bases, values)
+    _inner_points(ff, t, ranks, counts, fills, bases, values, batch_size)
     out: dict[str, Any] = {"deletion": None, "insertion": None, "deletion_auc": None, "insertion_auc": None}
     for ci, c in enumerate(curves):
         per = {m: values[ci, mi].cpu() for mi, m in enumerate(names)}
@@ -176,7 +177,7 @@ def deletion_insertion(
 
 
 def _inner_points(
-    ff: Any, t: torch.Tensor, ranks: torch.Tensor, counts: torch.Tensor, fills: torch.Tensor, bases: torch.Tensor, values: torch.Tensor
+    ff: Any, t: torch.Tensor, ranks: torch.Tensor, counts: torch.Tensor, fills: torch.Tensor, bases: torch.Tensor, values: torch.Tensor, batch_size: int | None
 ) -> None:
     """Fill ``values`` [Cv,M,B,N] at the inner points 1..N-2 of every (curve, method, image): one forward per point, in
     chunks; ``ranks`` [M,B,H*W], ``counts`` [N], ``fills``/``bases`` [Cv,B,C,H,W] (the top pixels come from the fill)."""
@@ -186,7 +187,7 @@ def _inner_points(
     if not inner.numel():
         return
     jobs = torch.cartesian_prod(torch.arange(n_cv), torch.arange(n_m), torch.arange(b), torch.arange(inner.numel())).to(values.device)
-    chunk = ff.batch_size * max(1, 32 // ff.batch_size)  # build several engine chunks at once
+    chunk = batch_size or ff.batch_size * max(1, 32 // ff.batch_size)  # build several engine chunks at once
     with progress.stage("curve points", math.ceil(jobs.shape[0] / chunk)) as st:
         for i in range(0, jobs.shape[0], chunk):
             st.at(i // chunk)
@@ -244,7 +245,6 @@ def _score(ctx: MetricContext, maps: dict[str, torch.Tensor], curve: str, step: 
         substrate=substrate,
         batch_size=ctx.batch_size,
         curves=(curve,),
-        compile=ctx.compile,
     )
     return getattr(res, f"{curve}_auc")
 
@@ -254,7 +254,7 @@ def _score(ctx: MetricContext, maps: dict[str, torch.Tensor], curve: str, step: 
     category="faithfulness",
     higher_is_better=False,
     paper="Petsiuk et al. 2018, RISE (BMVC)",
-    conventions="AUC of the target's softmax probability as the top pixels are replaced by the substrate; trapezoid on [0,1]",
+    conventions=f"AUC of the target's softmax probability as the top pixels are replaced by the substrate; trapezoid on [0,1]; {RANKING}",
     params=_PARAMS,
     cost=_cost,
 )
@@ -268,7 +268,7 @@ def deletion(ctx: MetricContext, maps: dict[str, torch.Tensor], *, step: int = 2
     category="faithfulness",
     higher_is_better=True,
     paper="Petsiuk et al. 2018, RISE (BMVC)",
-    conventions="AUC of the target's softmax probability as the top pixels are restored onto the blurred image (kernel 11, sigma 5)",
+    conventions=f"AUC of the target's softmax probability as the top pixels are restored onto the blurred image (kernel 11, sigma 5); {RANKING}",
     params=(_PARAMS[0],),
     cost=_cost,
 )

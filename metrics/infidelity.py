@@ -18,7 +18,7 @@ from captum.metrics import infidelity as captum_infidelity
 
 from core.errors import ParameterError
 from core.registry import Param
-from metrics.inference import fast_forward
+from metrics.engine import engine
 from metrics.registry import MetricContext, metric
 
 
@@ -43,7 +43,7 @@ def infidelity(
     if not sigma > 0 or n_samples < 1:
         raise ParameterError("infidelity needs sigma > 0 and n_samples >= 1")
     x, c = ctx.x, ctx.x.shape[1]
-    ff = fast_forward(ctx.model, x, batch_size=ctx.batch_size, compile=ctx.compile, forwards=len(maps) * x.shape[0] * (n_samples + 1))
+    ff = engine(ctx.model, x)  # the forwards: the engine's, in its chunks
     out = {}
     for name, m in maps.items():
         gen = torch.Generator().manual_seed(int(ctx.seed))

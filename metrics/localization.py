@@ -64,7 +64,7 @@ def positive_share(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     category="localization",
     higher_is_better=True,
     paper="Zhang et al. 2016 (ECCV); TorchRay protocol",
-    conventions="hit if the map's maximum lies within round(15*H/224) px of the object mask (15 px at 224 px); mean = hit rate",
+    conventions="hit if the map's maximum (by value, not |value|) lies within round(15*H/224) px of the object mask (15 px at 224 px); mean = hit rate",
     params=(Param("tolerance", -1, -1, 64, 1, help="pixels; -1 = 15 px scaled to the input size"),),
     needs_mask=True,
 )
@@ -78,7 +78,7 @@ def pointing_game(ctx: MetricContext, maps: dict[str, torch.Tensor], *, toleranc
     category="localization",
     higher_is_better=True,
     paper="Arras et al. 2022, CLEVR-XAI (Information Fusion)",
-    conventions="share of the positive relevance inside the mask (the object mask, or any region: a marker, a box)",
+    conventions="share of the positive relevance inside the mask (the object mask, or any region: a marker, a box); negative values, evidence against the target, are left out",
     needs_mask=True,
 )
 def relevance_mass(ctx: MetricContext, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

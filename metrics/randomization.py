@@ -15,9 +15,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,25 @@ def randomize_block(model: nn.Module, prefixes: Sequence[str], seed: int) -> Non
             else:
                 for p in m.parameters(recurse=False):
                     nn.init.trunc_normal_(p, std=0.02)
+
+
+@contextlib.contextmanager
+def randomizable(model: Any) -> Iterator[tuple[Any, nn.Module]]:
+    """(the copy as the explainers take it, its module): a private copy of ``model`` (a ``zoo.LoadedModel`` keeps
+    its CAM layer and pixel range) to randomize in place with ``randomize``; its cached canonical copies are dropped
+    on exit. The caller's model is never touched."""
+    private = private_copy(as_module(model))
+    wrapped = dataclasses.replace(model, model=private) if dataclasses.is_dataclass(model) else private
+    try:
+        yield wrapped, private
+    finally:
+        forget(private)
+
+
+def randomize(private: nn.Module, prefixes: Sequence[str], seed: int) -> None:
+    """``randomize_block`` on a private copy, then drop its cached canonical copies (they hold the old weights)."""
+    randomize_block(private, prefixes, seed)
+    forget(private)
 
 
 @dataclass(frozen=True)
@@ -142,14 +162,10 @@ def model_randomization(
     order = list(reversed([(n, tuple(p)) for n, p in (blocks if blocks is not None else model_blocks(model))]))
     if not order:
         raise ParameterError("the model has no parameters to randomize")
-    private = private_copy(as_module(model))
-    for _, prefixes in order:
-        _modules(private, prefixes)  # every block must exist before any work is done
-    wrapped = dataclasses.replace(model, model=private) if dataclasses.is_dataclass(model) else private
-    try:
+    with randomizable(model) as (wrapped, private):
+        for _, prefixes in order:
+            _modules(private, prefixes)  # every block must exist before any work is done
         maps, errors = _cascade(wrapped, private, x, t, methods, order, mode=mode, seed=seed, params=method_params or {})
-    finally:
-        forget(private)
     stacked = {m: torch.stack(v) for m, v in maps.items()}
     sims = {s: {m: torch.tensor([map_similarity(v[0], v[j], s) for j in range(1, v.shape[0])]) for m, v in stacked.items()} for s in measures}
     return Randomization(mode, int(seed), ["original", *[n for n, _ in order]], stacked, sims, errors, time.perf_counter() - start)
@@ -182,8 +198,7 @@ def _cascade(
                 if mode == "independent":
                     keep = {k for k in private.state_dict() if any(k == p or k.startswith(p + ".") for p in prefixes)}
                     saved = {k: v.clone() for k, v in private.state_dict().items() if k in keep}
-                randomize_block(private, prefixes, seed * 1009 + i)
-            forget(private)
+                randomize(private, prefixes, seed * 1009 + i)
             step = _maps_of(wrapped, x, t, list(maps), params, seed)
             for m in maps:
                 if isinstance(step[m], str):  # e.g. all-zero gradients after randomization: keep the row, mark the step

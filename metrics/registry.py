@@ -24,6 +24,8 @@ CATEGORIES: dict[str, str] = {  # display order
     "faithfulness": "Faithfulness",
     "localization": "Localization",
     "complexity": "Complexity",
+    "robustness": "Robustness",
+    "randomization": "Randomization",
 }
 
 
@@ -31,7 +33,7 @@ CATEGORIES: dict[str, str] = {  # display order
 class MetricContext:
     """What a metric gets besides the maps (all checked by ``metrics.common.prepare``): the model (``nn.Module``
     returning logits), ``x`` [B,C,H,W] in its input space, ``target`` [B], an optional ground-truth ``mask`` [B,H,W]
-    (bool), a seed, and a chunk size for the forward passes (None: measured). For metrics that recompute maps
+    (bool), a seed, and a chunk size for the forward passes (None: the engine's). For metrics that recompute maps
     (``explains=True``): ``source``, the model as the caller gave it (a ``zoo.LoadedModel`` keeps its CAM layer and
     pixel range), and ``method_params`` {method: params}; the maps' keys are then method names."""
 
@@ -41,7 +43,6 @@ class MetricContext:
     mask: torch.Tensor | None = None
     seed: int = 0
     batch_size: int | None = None
-    compile: bool | None = None
     source: Any = None
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -51,13 +52,17 @@ class MetricContext:
 
         if method not in explainers.names():
             raise ParameterError(f"this metric recomputes maps, so the maps must be keyed by method name; {method!r} is not a method")
-        return explainers.explain(method, self.source if self.source is not None else self.model, x, target, **{"seed": self.seed, **self.method_params.get(method, {})})
+        return explainers.explain(
+            method, self.source if self.source is not None else self.model, x, target, **{"seed": self.seed, **self.method_params.get(method, {})}
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class MetricSpec(Spec):
     """A registered metric: ``fn(ctx, maps, **params) -> {method: Tensor[B]}``. ``conventions``: the settings a
-    reader needs next to the number. ``explains``: it recomputes maps through ``ctx.explain`` (keys = method names). ``cost(params, h, w) -> forwards`` per image and method (0: no model call)."""
+    reader needs next to the number. ``explains``: it recomputes maps through ``ctx.explain`` (keys = method names). ``cost(params, h, w) -> forwards`` per image and method (0: no model call); for a metric that
+    explains, the maps it recomputes per image and method (each costs the method's own passes; per randomization
+    step for smooth MPRT)."""
 
     category: str
     higher_is_better: bool

@@ -2,7 +2,8 @@
 Methods", ICML), with noisy linear imputation.
 
 For each percentage p, the top p% pixels (MoRF, most relevant first) or the bottom p% (LeRF, least
-relevant first) of the ranking ``argsort(map, descending, stable)`` are removed and imputed: each
+relevant first) of the ranking ``argsort(map, descending, stable)`` (by value, not |value|: a signed map's
+evidence against the target is the least relevant, ``metrics.common.pixel_ranks``) are removed and imputed: each
 removed pixel becomes the weighted mean of its 8 neighbours (weights 1/6 for the 4 direct, 1/12 for
 the diagonal neighbours; out-of-image neighbours dropped), removed neighbours being unknowns of the
 same sparse linear system, solved per image and mask for all channels at once (scipy.sparse, as the
@@ -30,8 +31,8 @@ import torch
 from core import progress
 from core.errors import ParameterError
 from core.registry import Param
-from metrics.common import Inputs, pixel_ranks, prepare
-from metrics.inference import fast_forward
+from metrics.common import RANKING, Inputs, pixel_ranks, prepare
+from metrics.engine import engine
 from metrics.registry import MetricContext, metric
 
 NEIGHBOURS = ((-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6), (0, 1, 1 / 6), (1, -1, 1 / 12), (1, 0, 1 / 6), (1, 1, 1 / 12))
@@ -105,12 +106,11 @@ def road(
     noise: float = 0.01,
     seed: int = 0,
     batch_size: int | None = None,
-    compile: bool | None = None,
 ) -> Road:
     """ROAD curves: target probability after removing and imputing p% of the pixels, MoRF and/or LeRF.
 
     ``x`` [B,C,H,W], ``attribution`` [B,H,W] or {name: [B,H,W]} -> curves [B,len(percentages)].
-    Seeded: the same seed gives the same imputation noise.
+    Seeded: the same seed gives the same imputation noise. ``batch_size``: imputed images per engine call (None: all).
     """
     start = time.perf_counter()
     inp = prepare(model, x, attribution, target)
@@ -121,9 +121,10 @@ def road(
         raise ParameterError(f"orders must be a non-empty subset of {ORDERS}")
     b = inp.x.shape[0]
     keys = [(o, m, bi, pi) for o in orders for m in inp.maps for bi in range(b) for pi in range(len(pcts))]
-    ff = fast_forward(inp.net, inp.x, batch_size=batch_size, compile=compile, forwards=len(keys))
+    ff = engine(inp.net, inp.x)
     images = _imputed(inp, keys, pcts, noise, torch.Generator().manual_seed(int(seed)))
-    probs = ff.probability(images, inp.target[[k[2] for k in keys]])
+    targets, per = inp.target[[k[2] for k in keys]], batch_size or len(keys)
+    probs = torch.cat([ff.probability(images[i : i + per], targets[i : i + per]) for i in range(0, len(keys), per)])
     curves = {o: {m: torch.empty(b, len(pcts)) for m in inp.maps} for o in ORDERS}
     for (o, m, bi, pi), v in zip(keys, probs.cpu(), strict=True):
         curves[o][m][bi, pi] = v
@@ -155,12 +156,12 @@ def _cost(p: dict, h: int, w: int) -> int:
 
 def _score(ctx: MetricContext, maps: dict[str, torch.Tensor], order: str, noise: float) -> dict[str, torch.Tensor]:
     res = road(
-        ctx.model, ctx.x, maps, ctx.target, orders=(order,), noise=noise, seed=ctx.seed, batch_size=ctx.batch_size, compile=ctx.compile
+        ctx.model, ctx.x, maps, ctx.target, orders=(order,), noise=noise, seed=ctx.seed, batch_size=ctx.batch_size
     )
     return {m: c.mean(1) for m, c in getattr(res, order).items()}
 
 
-_CONV = "noisy linear imputation (8 neighbours, 1/6 and 1/12), noise std {noise} in input space, at 10%..90%; score = mean target probability"
+_CONV = f"noisy linear imputation (8 neighbours, 1/6 and 1/12), noise std 0.01 by default, in input space, at 10%..90%; score = mean target probability; {RANKING}"
 
 
 @metric(

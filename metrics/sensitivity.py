@@ -36,7 +36,7 @@ class Sensitivity:
 
 def sensitivity_samples(model: Any, x: torch.Tensor, radius: float, n_samples: int, seed: int) -> torch.Tensor:
     """``n_samples`` inputs [n,C,H,W]: uniform noise in the L-inf ball of ``radius``/255 in pixel space, clipped to [0,1], normalized."""
-    to_px, to_in = pixel_domain(model)
+    to_px, to_in = pixel_domain(model, x)
     u = to_px(x)
     gen = torch.Generator().manual_seed(int(seed))
     noise = (torch.rand((n_samples, *x.shape[1:]), generator=gen) * 2 - 1).to(x.device) * (radius / 255.0)

@@ -248,6 +248,79 @@ def test_pickle_that_would_write_a_file_is_never_unpickled(tmp_path) -> None:
     assert (tmp_path / "owned.txt").read_text() == "pwned"
 
 
+def exported(module: nn.Module = ConvNet(), size: int = 32) -> bytes:
+    """A torch.export.save program of ``module`` taking any batch size."""
+    ep = torch.export.export(module.eval(), (torch.rand(2, 3, size, size),), dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    return buf.getvalue()
+
+
+def _swap_in_zip(data: bytes, name_end: str, new: bytes) -> bytes:
+    src, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for info in src.infolist():
+            z.writestr(info, new if info.filename.endswith(name_end) else src.read(info))
+    return out.getvalue()
+
+
+def _add_to_zip(data: bytes, name: str, payload: bytes) -> bytes:
+    out = io.BytesIO(data)
+    with zipfile.ZipFile(out, "a") as z:
+        z.writestr(name, payload)
+    return out.getvalue()
+
+
+def _safetensors(arch: str = "resnet18", k: int = 10) -> bytes:
+    import safetensors.torch
+    import torchvision
+
+    return safetensors.torch.save(torchvision.models.get_model(arch, weights=None, num_classes=k).state_dict())
+
+
+def _torch_save() -> bytes:
+    buf = io.BytesIO()
+    torch.save(ConvNet().state_dict(), buf)
+    return buf.getvalue()
+
+
+FORMAT_CASES = [  # (name as listed in the README, loader call, message)
+    ("a pickle renamed .pt2", lambda: zoo.load_exported(pickle.dumps({"w": [1, 2]})), "Python pickle"),
+    ("a torch.save file renamed .pt2", lambda: zoo.load_exported(_torch_save()), "not the archive torch.export.save writes"),
+    ("a truncated .pt2", lambda: zoo.load_exported(exported()[:3000]), "truncated or damaged"),
+    ("a .pt2 whose tensors are pickles", lambda: zoo.load_exported(_swap_in_zip(exported(), "model_weights_config.json", b'{"config": {"conv.weight": {"path_name": "weight_0", "use_pickle": true}}}')), "stored as a pickle"),
+    ("a .pt2 with compiled code", lambda: zoo.load_exported(_add_to_zip(exported(), "archive/data/aotinductor/model/model.so", b"\\x7fELF")), "compiled code"),
+    ("safetensors for another architecture", lambda: zoo.load_safetensors(_safetensors("resnet18"), "resnet34", 10), "no tensor 'layer1.2.conv1.weight'"),
+    ("safetensors with another class count", lambda: zoo.load_safetensors(_safetensors("resnet18", 10), "resnet18", 7), "'fc.weight' has shape \\[10, 512\\]"),
+    ("a truncated safetensors file", lambda: zoo.load_safetensors(_safetensors()[:5000], "resnet18", 10), "not a complete safetensors"),
+    ("an unknown architecture", lambda: zoo.load_safetensors(_safetensors(), "resnet_999", 10), "Unknown architecture 'resnet_999'"),
+]
+
+
+@pytest.mark.parametrize("name, call, message", FORMAT_CASES, ids=[c[0] for c in FORMAT_CASES])
+def test_model_format_catalogue(name: str, call: Callable[[], object], message: str) -> None:
+    with pytest.raises(ModelFileError, match=message):
+        call()
+
+
+def test_a_pickle_inside_a_pt2_is_never_unpickled(tmp_path) -> None:
+    Evil.target = str(tmp_path / "owned.txt")
+    data = exported()
+    payload = pickle.dumps(Evil())
+    for bad, message in [
+        (_swap_in_zip(data, "sample_inputs/model.pt", payload), "sample inputs are not plain tensors"),
+        (_add_to_zip(data, "archive/data/weights/model.pt", payload), "legacy layout"),
+        (_add_to_zip(data, "archive/data/constants/opaque_obj_0", payload), None),
+    ]:
+        if message is None:  # an opaque object needs its config entry to be loaded at all
+            cfg = b'{"config": {"c": {"path_name": "opaque_obj_0", "use_pickle": true}}}'
+            bad, message = _swap_in_zip(bad, "model_constants_config.json", cfg), "'c' is stored as a pickle"
+        with pytest.raises(ModelFileError, match=message):
+            zoo.load_exported(bad)
+    assert not (tmp_path / "owned.txt").exists()
+    assert zoo.load_exported(data, classes=b"a\nb\nc").classes == ["a", "b", "c"]  # the untouched program loads
+
+
 def test_model_with_no_conv_layer_cam_methods_say_why_and_the_rest_work() -> None:
     loaded = zoo.load_torchscript(script(NoConv()), b"a\nb\nc", input_size=32)
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -307,7 +380,14 @@ def test_every_metric_parameter_beyond_its_bounds_is_refused_by_name(case, metri
             metrics.score(metric, model, x, 0, {"a": torch.rand(1, H, W)}, mask=mask, **{param.name: bad})
 
 
-SLOW_AT_HIGH = {("rise", "n_masks"), ("lime", "n_samples"), ("kernel_shap", "n_samples")}  # 15-40 s each: left at their defaults
+SLOW_AT_HIGH = {
+    ("rise", "n_masks"),
+    ("lime", "n_samples"),
+    ("kernel_shap", "n_samples"),
+    ("sobol", "grid_size"),
+    ("sobol", "n_design"),
+    ("extremal_perturbation", "steps"),
+}  # 15-40 s each: left at their defaults
 
 
 @pytest.mark.parametrize("bound", ["low", "high"])
@@ -335,10 +415,11 @@ DEGENERATE = {
 @pytest.mark.parametrize("name", list(DEGENERATE))
 def test_every_registered_metric_is_finite_on_degenerate_maps(case, name: str) -> None:
     model, x, mask = case
-    m = {name: DEGENERATE[name]}
+    from tests.test_metric_contract import CHEAP
+
     for metric in metrics.names():
-        extra = {"n_samples": 4} if metric == "infidelity" else ({"step": 512} if metric in ("deletion", "insertion") else {})
-        got = metrics.score(metric, model, x, 0, m, mask=mask, **extra)[name]
+        key = "saliency" if metrics.get(metric).explains else name  # a metric that recomputes maps needs them keyed by method
+        got = metrics.score(metric, model, x, 0, {key: DEGENERATE[name]}, mask=mask, **CHEAP.get(metric, {}))[key]
         assert got.shape == (1,) and torch.isfinite(got).all(), (metric, name, got)
 
 
@@ -405,7 +486,7 @@ def test_the_readme_lists_every_case() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Bad inputs") :]
     section = section[: section.index("\n## ", 4)]
-    names = [c.name for c in IMAGE_CASES] + [c.name for c in MODEL_CASES] + [c[0] for c in PARAMETER_CASES]
+    names = [c.name for c in IMAGE_CASES] + [c.name for c in MODEL_CASES] + [c[0] for c in PARAMETER_CASES] + [c[0] for c in FORMAT_CASES]
     names += ["pickle that would write a file", "no conv layer", "all-zero or constant maps", "method fails for one model"]
     missing = [n for n in names if n not in section]
     assert not missing, missing

@@ -1,4 +1,6 @@
-"""The compatibility report on the zoo's models and on small models built to trip each case."""
+"""``explainers.compatibility``: the structure read from one torch.fx trace and the verdicts, on the zoo's models and
+on tiny models built to trip each case (functional ReLU, a reused ReLU module, in-place ReLU, residual add, SiLU,
+an untraceable forward, no conv, a head without pooling)."""
 
 from __future__ import annotations
 
@@ -7,123 +9,137 @@ import torch.nn.functional as F
 from torch import nn
 
 import explainers
-from explainers.compatibility import APPROXIMATE, EXACT, NOT_APPLICABLE
+from explainers.compatibility import Report, compatibility
 
 
-class Plain(nn.Module):
-    """conv-BN-ReLU-conv-ReLU-GAP-linear: every method applies exactly."""
+class Net(nn.Module):
+    """conv -> act -> conv -> act -> GAP -> fc; ``kind`` changes one thing."""
 
-    def __init__(self, act: nn.Module | None = None) -> None:
+    def __init__(self, kind: str = "plain") -> None:
         super().__init__()
-        self.conv1, self.bn1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, padding=1)
-        self.act1, self.act2 = act or nn.ReLU(), act or nn.ReLU()
+        self.kind = kind
+        self.c1, self.c2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.act = {"silu": nn.SiLU(), "inplace": nn.ReLU(inplace=True)}.get(kind, nn.ReLU())
+        self.act2 = nn.ReLU()
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
-        return self.fc(h.mean(dim=(2, 3)))
+        h = self.act(self.c1(x))
+        if self.kind == "functional":
+            h2 = F.relu(self.c2(h))
+        elif self.kind == "reused":
+            h2 = self.act(self.c2(h))
+        elif self.kind == "residual":
+            h2 = self.act2(self.c2(h)) + h
+        else:
+            h2 = self.act2(self.c2(h))
+        return self.fc(h2.mean(dim=(2, 3)))
 
 
-class FunctionalRelu(Plain):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return self.fc(h.mean(dim=(2, 3)))
+def verdicts(report: Report) -> dict[str, str]:
+    return {r["method"]: r["verdict"] for r in report.table()}
 
 
-class ReusedInplaceResidual(Plain):
-    """One in-place ReLU module called twice, a residual addition and a BatchNorm after the addition."""
-
-    def __init__(self) -> None:
-        super().__init__(nn.ReLU(inplace=True))
-        self.bn2 = nn.BatchNorm2d(4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act1(self.bn1(self.conv1(x)))
-        h = self.bn2(self.act1(self.conv2(h)) + h)
-        return self.fc(h.mean(dim=(2, 3)))
-
-
-class NoConv(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(3 * 8 * 8, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.relu(x.flatten(1)))
-
-
-def test_a_plain_relu_conv_net_gets_exact_verdicts_for_every_method():
-    report = explainers.compatibility(Plain())
-    assert set(report.methods) == set(explainers.names())
-    assert {v.status for v in report.methods.values()} == {EXACT}, [r for r in report.rows() if r["status"] != EXACT]
+def test_a_plain_relu_net_is_exact_for_every_method():
+    report = compatibility(Net())
+    assert report.structure.traced and report.structure.pooled_head
     assert report.structure.activations == {"ReLU (module)": 2}
-    assert report.structure.batchnorm == {"after a conv": 1} and report.structure.residual_adds == 0
-    assert report.peer_notes == ()
+    assert set(verdicts(report).values()) == {"exact"}
+    assert [r["method"] for r in report.table()] == explainers.names()
 
 
-def test_functional_relu_makes_the_activation_rules_approximate():
-    report = explainers.compatibility(FunctionalRelu())
-    assert report.structure.activations == {"ReLU (function)": 2}
-    for name in ("guided_backprop", "deconvolution", "deeplift", "guided_gradcam"):
-        v = report.verdict(name)
-        assert v.status == APPROXIMATE and "functional" in v.reason, (name, v)
-    assert report.verdict("gradcam").status == EXACT and report.verdict("saliency").status == EXACT
-    assert any("functional" in n for n in report.peer_notes)
+def test_functional_relu_gets_no_rule():
+    report = compatibility(Net("functional"))
+    assert report.structure.activations == {"ReLU (module)": 1, "relu (functional)": 1}
+    v = verdicts(report)
+    for name in ("guided_backprop", "deconvolution", "deeplift", "lrp_epsilon_plus", "guided_gradcam"):
+        assert v[name] == "approximate", name
+    assert "functional" in report.verdict("guided_backprop").reason
+    assert v["saliency"] == v["gradcam"] == v["occlusion"] == "exact"
 
 
-def test_silu_is_approximate_for_the_activation_rules_fullgrad_lrp_and_deeplift():
-    report = explainers.compatibility(Plain(nn.SiLU()))
-    assert report.structure.activations == {"SiLU (module)": 2}
-    for name in ("guided_backprop", "fullgrad", "lrp_epsilon_plus", "deep_taylor", "deeplift"):
-        v = report.verdict(name)
-        assert v.status == APPROXIMATE and "SiLU" in v.reason, (name, v)
-    assert report.verdict("integrated_gradients").status == EXACT and report.verdict("hires_cam").status == EXACT
+def test_a_reused_relu_module_is_listed_and_handled():
+    report = compatibility(Net("reused"))
+    assert report.structure.reused == {"act": 2}
+    assert verdicts(report)["guided_backprop"] == verdicts(report)["deeplift"] == "exact"
 
 
-def test_reused_inplace_module_residual_add_and_unfoldable_batchnorm_are_reported():
-    report = explainers.compatibility(ReusedInplaceResidual())
-    s = report.structure
-    assert s.reused == ("act1",)
-    assert any(i.startswith("act1") for i in s.inplace)
-    assert s.residual_adds == 1
-    assert s.batchnorm == {"after a conv": 1, "elsewhere (cannot be folded)": 1}
-    lrp = report.verdict("lrp_epsilon_plus")
-    assert lrp.status == APPROXIMATE and "residual" in lrp.reason and "BatchNorm" in lrp.reason
-    assert report.verdict("guided_backprop").status == EXACT, "our rule sits on every call, so reuse is handled"
-    assert any("more than once" in n for n in report.peer_notes)
+def test_a_reused_cam_layer_makes_cam_methods_not_applicable():
+    report = compatibility(Net("reused"), layer="act")
+    assert verdicts(report)["gradcam"] == verdicts(report)["ablation_cam"] == "not applicable"
+    assert "called 2 times" in report.verdict("gradcam").reason
 
 
-def test_a_reused_cam_layer_and_a_model_without_conv_are_not_applicable_for_cams():
-    reused = explainers.compatibility(ReusedInplaceResidual())
-    # the last Conv2d (conv2) is called once; name the reused activation as the CAM layer through a loaded-model-like object
-    loaded = type("Loaded", (), {"model": ReusedInplaceResidual(), "cam_layer": "act1"})()
-    assert explainers.compatibility(loaded).verdict("gradcam").status == NOT_APPLICABLE
-    assert reused.verdict("gradcam").status == EXACT
-    flat = explainers.compatibility(NoConv())
-    for name in ("cam", "gradcam", "eigen_cam", "ablation_cam"):
-        assert flat.verdict(name).status == NOT_APPLICABLE and "conv" in flat.verdict(name).reason
+def test_inplace_relu_is_listed():
+    report = compatibility(Net("inplace"))
+    assert report.structure.inplace == ["act"]
+    assert verdicts(report)["guided_backprop"] == "exact"
 
 
-def test_an_untraceable_model_reports_why_and_refuses_graph_methods():
-    class DataDependent(Plain):
+def test_a_residual_addition_makes_lrp_approximate():
+    report = compatibility(Net("residual"))
+    assert report.structure.residual_adds == 1
+    v = verdicts(report)
+    assert v["lrp_epsilon_plus"] == v["deep_taylor"] == v["pattern_net"] == "approximate"
+    assert v["guided_backprop"] == v["deeplift"] == "exact"
+
+
+def test_silu_is_a_generalization_for_the_rectifier_rules():
+    report = compatibility(Net("silu"))
+    assert "SiLU (module)" in report.structure.activations
+    v = verdicts(report)
+    assert v["guided_backprop"] == v["lrp_epsilon_plus"] == "approximate"
+    assert v["deeplift"] == "approximate"  # captum has no rescale rule for SiLU: treated as linear
+    assert "SiLU" in report.verdict("deeplift").reason
+
+
+def test_an_untraceable_model_falls_back_and_says_so():
+    class Branchy(Net):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if x.sum() > 0:  # control flow on values: torch.fx cannot trace it
+            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
                 x = -x
             return super().forward(x)
 
-    report = explainers.compatibility(DataDependent())
-    assert report.structure.trace_error and "trace" in report.summary()[0]
-    assert report.verdict("deeplift").status == NOT_APPLICABLE and report.verdict("lrp_epsilon_plus").status == NOT_APPLICABLE
-    assert report.verdict("saliency").status == EXACT
+    report = compatibility(Branchy())
+    s = report.structure
+    assert not s.traced and "could not trace" in s.note and s.pooled_head is None
+    assert s.activations == {"ReLU (module)": 2}
+    v = verdicts(report)
+    assert v["lrp_epsilon_plus"] == v["deeplift"] == "not applicable"
+    assert v["gradcam"] == v["saliency"] == "exact"
+    assert report.summary()[0]["value"].startswith("no: torch.fx could not trace")
 
 
-def test_zoo_models(shapes, lite0):
-    small = explainers.compatibility(shapes)
-    assert {v.status for v in small.methods.values()} == {EXACT}
-    assert small.structure.activations == {"ReLU (module)": 4}
-    lite = explainers.compatibility(lite0)  # structure only: one trace, no forward pass on data
-    s = lite.structure
-    assert s.activations == {"ReLU6 (module)": 33} and len(s.reused) == 16 and s.residual_adds == 9
-    assert s.batchnorm == {"after a conv": 49}
-    assert lite.verdict("deeplift").status == EXACT and lite.verdict("guided_backprop").status == EXACT
-    assert lite.verdict("lrp_epsilon_plus").status == APPROXIMATE
+def test_no_conv_and_no_pooled_head():
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.ReLU(), nn.Linear(5, 2))
+    assert verdicts(compatibility(mlp))["gradcam"] == "not applicable"
+    unpooled = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    report = compatibility(unpooled)
+    assert report.structure.pooled_head is False
+    assert verdicts(report)["cam"] == "not applicable" and verdicts(report)["gradcam"] == "exact"
+
+
+def test_the_synthetic_model_is_exact_everywhere(shapes):
+    report = explainers.compatibility(shapes)
+    assert report.structure.activations == {"ReLU (module)": 4} and report.structure.cam_layer == shapes.cam_layer
+    assert set(verdicts(report).values()) == {"exact"}
+
+
+def test_efficientnet_lite0_structure(lite0):
+    """ReLU6 modules called twice per block, residual additions, BatchNorm after every conv: the rectifier rules are
+    exact here (ours hook every call), LRP and PatternNet approximate (skip connections)."""
+    report = compatibility(lite0)
+    s = report.structure
+    assert s.traced and set(s.activations) == {"ReLU6 (module)"} and s.residual_adds > 0
+    assert s.reused and all(n == 2 for n in s.reused.values())
+    assert s.batchnorm_folded > 0 and not s.batchnorm_other and s.pooled_head
+    v = verdicts(report)
+    assert v["guided_backprop"] == v["deeplift"] == v["gradcam"] == v["cam"] == "exact"
+    assert v["lrp_epsilon_plus"] == v["pattern_attribution"] == "approximate"
+
+
+def test_fullgrad_is_exact_on_relu_nets_and_approximate_on_smooth_activations():
+    assert verdicts(compatibility(Net()))["fullgrad"] == verdicts(compatibility(Net("residual")))["fullgrad"] == "exact"
+    silu = compatibility(Net("silu")).verdict("fullgrad")
+    assert silu.verdict == "approximate" and "SiLU" in silu.reason and "piecewise-linear" in silu.reason
+    assert verdicts(compatibility(Net("silu")))["sobol"] == verdicts(compatibility(Net("silu")))["extremal_perturbation"] == "exact"

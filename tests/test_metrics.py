@@ -12,8 +12,6 @@ from torchvision.transforms.functional import gaussian_blur
 
 import metrics
 from core.errors import ParameterError
-from core.model_state import hook_count
-from metrics.inference import fast_forward, inference_copy
 from metrics.road import NEIGHBOURS
 
 # ---------------------------------------------------------------------------------- helpers
@@ -82,7 +80,7 @@ def test_fast_path_matches_slow_reference(tiny: nn.Module, substrate: str, step:
         "ties": torch.randint(0, 3, (2, 16, 16), generator=g).float(),  # many ties: the stable order matters
     }
     target = torch.tensor([0, 2])
-    res = metrics.deletion_insertion(tiny, x, maps, target, step=step, substrate=substrate, batch_size=3, compile=False)
+    res = metrics.deletion_insertion(tiny, x, maps, target, step=step, substrate=substrate, batch_size=3)
     n = math.ceil(256 / step) + 1
     assert res.pixels.tolist() == [min(k * step, 256) for k in range(n)]
     for name, m in maps.items():
@@ -98,7 +96,7 @@ def test_fast_path_matches_slow_reference(tiny: nn.Module, substrate: str, step:
 
 def test_oracle_region_model_true_map_beats_inverted() -> None:
     model, x, truth = region_case()
-    res = metrics.deletion_insertion(model, x, {"true": truth, "inverted": -truth}, 0, step=4, compile=False)
+    res = metrics.deletion_insertion(model, x, {"true": truth, "inverted": -truth}, 0, step=4)
     assert float(res.deletion_auc["true"][0]) < 0.06  # the region goes first: the probability falls to ~0 in 4 of 64 steps
     assert float(res.deletion_auc["inverted"][0]) > 0.9
     assert float(res.insertion_auc["true"][0]) > 0.9
@@ -112,7 +110,7 @@ def test_ties_follow_raster_order_and_single_map_api(tiny: nn.Module) -> None:
     out = metrics.perturbed(x, flat, 1, curve="deletion", step=3, substrate="zero")
     changed = (out != x).any(dim=1).flatten()
     assert changed.tolist() == [True] * 3 + [False] * 33
-    res = metrics.deletion_insertion(tiny, x, flat, 1, step=3, compile=False)
+    res = metrics.deletion_insertion(tiny, x, flat, 1, step=3)
     assert isinstance(res.deletion, torch.Tensor) and res.deletion.shape == (1, 13)
     assert res.deletion_auc.shape == (1,)
     ins = metrics.perturbed(x, flat, 12, curve="insertion", step=3)
@@ -144,59 +142,13 @@ def test_bad_inputs_raise_clear_errors(tiny: nn.Module) -> None:
 def test_registry_score_equals_direct_call_and_metadata(tiny: nn.Module) -> None:
     x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     m = {"a": torch.randn(1, 8, 8, generator=torch.Generator().manual_seed(1))}
-    direct = metrics.deletion_insertion(tiny, x, m, 1, step=5, compile=False)
-    via = metrics.score("deletion", tiny, x, 1, m, step=5, compile=False)
+    direct = metrics.deletion_insertion(tiny, x, m, 1, step=5)
+    via = metrics.score("deletion", tiny, x, 1, m, step=5)
     torch.testing.assert_close(via["a"], direct.deletion_auc["a"])
     for name in metrics.names():
         spec = metrics.get(name)
         assert spec.paper and spec.conventions and spec.category in metrics.CATEGORIES
     assert metrics.get("deletion").higher_is_better is False and metrics.get("insertion").higher_is_better is True
-
-
-# ---------------------------------------------------------------------------------- inference path
-
-
-def test_inference_copy_folds_batchnorm_and_leaves_the_model_alone(tiny: nn.Module) -> None:
-    x = torch.randn(5, 3, 16, 16)
-    before = {k: v.clone() for k, v in tiny.state_dict().items()}
-    hooks = hook_count(tiny)
-    copy_, folded = inference_copy(tiny)
-    assert folded == 1
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in copy_.modules())
-    with torch.no_grad():
-        torch.testing.assert_close(copy_(x), tiny(x), atol=1e-5, rtol=0)
-    ff = fast_forward(tiny, x, batch_size=2, compile=False)
-    torch.testing.assert_close(ff(x), tiny(x).detach(), atol=1e-5, rtol=0)  # 5 = 2 + 2 + 1: the remainder chunk too
-    assert hook_count(tiny) == hooks
-    for k, v in tiny.state_dict().items():
-        assert torch.equal(v, before[k])
-
-
-def test_fast_path_built_while_a_hook_is_attached_does_not_keep_it(tiny: nn.Module) -> None:
-    """A hook another computation has on the shared model while the fast path is built (a progress tick, a CAM
-    capture) must not be copied into the cached path: it would run at every later forward, forever."""
-    x = torch.randn(3, 3, 16, 16)
-    calls = []
-    handle = next(m for m in tiny.modules() if isinstance(m, nn.Conv2d)).register_forward_pre_hook(lambda *_: calls.append(1))
-    try:
-        ff = fast_forward(tiny, x, batch_size=2, compile=False)
-    finally:
-        handle.remove()
-    calls.clear()
-    ff(x)
-    assert calls == [] and hook_count(ff.eager) == 0
-    with torch.no_grad():
-        torch.testing.assert_close(ff(x), tiny(x), atol=1e-5, rtol=0)
-
-
-def test_compiled_path_equals_eager(tiny: nn.Module) -> None:
-    x = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(2))
-    ff = fast_forward(tiny, x, batch_size=4, compile=True)
-    if "compile failed" in ff.note:
-        pytest.skip(f"torch.compile unavailable here: {ff.note}")
-    assert ff.compiled is not None
-    with torch.no_grad():
-        torch.testing.assert_close(ff(x), tiny(x), atol=1e-4, rtol=0)
 
 
 # ---------------------------------------------------------------------------------- ROAD
@@ -231,10 +183,10 @@ def test_imputation_solves_the_neighbour_system() -> None:
 def test_road_oracle_and_seeded_determinism() -> None:
     model, x, truth = region_case()
     maps = {"true": truth, "inverted": -truth}
-    res = metrics.road(model, x, maps, 0, percentages=(10, 50), compile=False)
+    res = metrics.road(model, x, maps, 0, percentages=(10, 50))
     assert float(res.morf["true"].mean()) < 0.05 < 0.95 < float(res.morf["inverted"][0, 0])
     assert float(res.lerf["true"][0, 0]) > 0.95
-    again = metrics.road(model, x, maps, 0, percentages=(10, 50), compile=False)
+    again = metrics.road(model, x, maps, 0, percentages=(10, 50))
     assert torch.equal(res.morf["true"], again.morf["true"])
     removed = truth[0] > 0.5
     a = metrics.impute(x[0], removed, noise=0.1, generator=torch.Generator().manual_seed(0))
@@ -262,12 +214,12 @@ def test_infidelity_zero_for_the_exact_linear_map_and_rescaling() -> None:
     exact = model.w[0].view(3, 8, 8).sum(0).expand(2, 8, 8)  # I.Phi == f(x) - f(x - I) for per-pixel noise
     noise = torch.randn(2, 8, 8, generator=torch.Generator().manual_seed(5))
     for normalize in (False, True):
-        got = metrics.score("infidelity", model, x, 0, {"exact": exact, "noise": noise}, normalize=normalize, n_samples=20, compile=False)
+        got = metrics.score("infidelity", model, x, 0, {"exact": exact, "noise": noise}, normalize=normalize, n_samples=20)
         assert float(got["exact"].abs().max()) < 1e-4  # float32 rounding of f(x) - f(x - I)
         assert float(got["noise"].min()) > 1e-2
-    scaled = metrics.score("infidelity", model, x, 0, {"a": 5 * exact + noise, "b": exact + noise / 5}, normalize=True, n_samples=20, compile=False)
+    scaled = metrics.score("infidelity", model, x, 0, {"a": 5 * exact + noise, "b": exact + noise / 5}, normalize=True, n_samples=20)
     torch.testing.assert_close(scaled["a"], scaled["b"], rtol=1e-3, atol=1e-5)  # optimal rescaling: scale-free
-    raw = metrics.score("infidelity", model, x, 0, {"a": 5 * exact, "b": exact}, normalize=False, n_samples=20, compile=False)
+    raw = metrics.score("infidelity", model, x, 0, {"a": 5 * exact, "b": exact}, normalize=False, n_samples=20)
     assert float(raw["a"].min()) > float(raw["b"].max())
 
 
@@ -314,7 +266,7 @@ def test_paper_qualitative_check_rise_and_gradcam_beat_gradients_on_insertion(li
     x = lite0.preprocess(zoo.sample_images()["chelsea"])
     t = int(lite0.predict(x)[0].argmax())
     maps = {m: explainers.explain(m, lite0, x, t) for m in ("saliency", "gradcam", "rise")}
-    res = metrics.deletion_insertion(lite0, x, maps, t, step=1792, curves=("insertion",), compile=False)
+    res = metrics.deletion_insertion(lite0, x, maps, t, step=1792, curves=("insertion",))
     ins = {m: float(v[0]) for m, v in res.insertion_auc.items()}
     assert ins["rise"] > ins["saliency"] + 0.1 and ins["gradcam"] > ins["saliency"] + 0.02, ins
     # 50176 / 1792 = 28 steps -> 29 points: 27 inner points per map, plus the image and the blurred image once

@@ -138,6 +138,68 @@ for _name, _title, _layer in [
 
 
 # ---------------------------------------------------------------------------------------
+# 2b. timm CNNs: listed always, available when their weights are in the local Hugging Face cache (where timm
+# puts them) or in the torch hub checkpoints folder (the download button's target). Preprocessing comes from each
+# model's pretrained config; the CAM layer is located from one forward pass at load time (``cam_layer=""``) and
+# the sanity checks' blocks are every module that owns parameters (``blocks=None``): derived, not hand-listed.
+
+TIMM_MODELS = (
+    ("resnet50.a1_in1k", "ResNet-50 a1 (timm)"),
+    ("efficientnet_b0.ra_in1k", "EfficientNet-B0 (timm)"),
+    ("convnext_tiny.fb_in1k", "ConvNeXt-Tiny (timm)"),
+    ("mobilenetv3_large_100.ra_in1k", "MobileNetV3-Large 1.0 (timm)"),
+)
+
+
+def timm_key(name: str) -> str:
+    """The zoo key of a timm model name: "timm_" + the name with dots and dashes as underscores."""
+    return "timm_" + name.replace(".", "_").replace("-", "_")
+
+
+def _timm_spec(name: str, title: str) -> ModelSpec:
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name).to_dict()
+    size = int(cfg["input_size"][-1])
+    url = f"https://huggingface.co/{cfg['hf_hub_id']}/resolve/main/model.safetensors"
+
+    def weights_file() -> Path:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(cfg["hf_hub_id"], "model.safetensors")
+        return Path(cached) if isinstance(cached, str) else Path(torch.hub.get_dir()) / "checkpoints" / f"{name}.safetensors"
+
+    def build() -> nn.Module:
+        from safetensors.torch import load_file
+
+        model = timm.create_model(name, pretrained=False)
+        model.load_state_dict(load_file(str(weights_file()), device="cpu"))
+        for m in model.modules():  # in-place activations break hooks and relevance rules
+            if hasattr(m, "inplace"):
+                m.inplace = False
+        return model
+
+    return ModelSpec(
+        name=timm_key(name),
+        title=title,
+        build=build,
+        classes=_imagenet_classes,
+        input_size=size,
+        resize=int(round(size / float(cfg.get("crop_pct") or 0.875))),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        cam_layer="",
+        weights_file=weights_file,
+        weights_url=url,
+        blocks=None,
+    )
+
+
+for _name, _title in TIMM_MODELS:
+    register_model(_timm_spec(_name, _title))
+
+
+# ---------------------------------------------------------------------------------------
 # 3. The synthetic-shapes CNN trained by this project (zoo/train_synthetic.py).
 
 

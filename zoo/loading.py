@@ -58,7 +58,7 @@ def load_model(name: str) -> LoadedModel:
         name=name,
         model=model,
         classes=spec.classes(),
-        cam_layer=spec.cam_layer,
+        cam_layer=spec.cam_layer or _located(model, spec.input_size),
         input_size=spec.input_size,
         resize=spec.resize,
         mean=spec.mean,
@@ -67,6 +67,13 @@ def load_model(name: str) -> LoadedModel:
         blocks=spec.blocks,
         default_image=spec.default_image,
     )
+
+
+def _located(model: nn.Module, size: int) -> str | None:
+    """The CAM layer found from one forward pass of a zero image (``explainers.hooks.locate_cam_layer``)."""
+    from zoo.formats import located_cam_layer
+
+    return located_cam_layer(model, size)
 
 
 def download_weights(name: str) -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 import explainers
-from dashboard import cache, grid, maps, render, selection
+from dashboard import grid, maps, patterns_panel, render, selection
 from dashboard import state as S
 from dashboard.selection import Selection
 
@@ -45,8 +45,9 @@ def _one_image(sel: Selection, opts: grid.Display) -> None:
     if results is None:
         return
     cells = [grid.Cell(m, results[(0, m)]) for m in sel.methods]
-    tiles, scales = grid.draw([(sel.image_key, sel.unit, cells)], opts, report=cache.compatibility(sel.model_key, sel.loaded))
+    tiles, scales = grid.draw([(sel.image_key, sel.unit, cells)], opts)
     _downloads(sel, tiles, scales, {m: results[(0, m)] for m in sel.methods}, f"{sel.image_key}, target {sel.target_label}")
+    patterns_panel.panel(sel)
 
 
 def _downloads(sel: Selection, tiles: list, scales: list, outcomes: dict, note: str) -> None:
@@ -78,8 +79,9 @@ def _many_images(sel: Selection, opts: grid.Display) -> None:
     if results is None:
         return
     rows = [(j.label, selection.unit(sel.loaded, j.x), [grid.Cell(m, results[(n, m)]) for m in sel.methods]) for n, j in enumerate(jobs)]
-    tiles, scales = grid.draw(rows, opts, report=cache.compatibility(sel.model_key, sel.loaded))
+    tiles, scales = grid.draw(rows, opts)
     _downloads(sel, tiles, scales, {f"{jobs[n].image_key}::{m}": o for (n, m), o in results.items()}, "methods × images, targets = predicted classes")
+    patterns_panel.panel(sel)
 
 
 # ---------------------------------------------------------------------------------- class scan
@@ -108,7 +110,7 @@ def _class_scan(sel: Selection, opts: grid.Display) -> None:
     if results is None:
         return
     cells = [grid.Cell(method, results[(n, method)], title=f"{c}: {sel.loaded.classes[c]} (p = {sel.probs[c]:.3f})") for n, c in enumerate(classes)]
-    tiles, scales = grid.draw([(sel.image_key, sel.unit, cells)], opts, report=cache.compatibility(sel.model_key, sel.loaded))
+    tiles, scales = grid.draw([(sel.image_key, sel.unit, cells)], opts)
     _downloads(sel, tiles, scales, {f"class_{c}": results[(n, method)] for n, c in enumerate(classes)}, f"{explainers.get(method).title}, class scan of {sel.image_key}")
 
 

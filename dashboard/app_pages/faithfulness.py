@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 import explainers
 import metrics
 from dashboard import cache, charts, maps, selection, work
+from dashboard import scores as score_panel
 from dashboard import state as S
 from dashboard.selection import Selection
 from metrics.deletion_insertion import conventions
@@ -41,7 +42,7 @@ def _settings(sel: Selection, mask: torch.Tensor | None) -> tuple[int, str, list
     h, w = sel.x.shape[-2:]
     if st.session_state.get(STEP, 0) > h * w:  # another model with a smaller input
         st.session_state[STEP] = h * w
-    others = [k for k in metrics.names() if k not in ("deletion", "insertion") and (mask is not None or not metrics.get(k).needs_mask)]
+    others = [k for k in score_panel.names(("faithfulness", "localization", "complexity"), mask=mask is not None) if k not in ("deletion", "insertion")]
     if EXTRA in st.session_state:  # a localization metric stays chosen only while the image has a mask
         st.session_state[EXTRA] = [k for k in st.session_state[EXTRA] if k in others]
     c1, c2, c3 = st.columns([1, 1, 2])

@@ -15,23 +15,21 @@ def _height(n: int) -> int:
     return min(36 * (n + 1) + 4, 1200)  # every row visible, no inner scrolling for the registry's size
 
 
-def compatibility_section() -> None:
-    """The chosen model's structure and, for each method, whether it applies exactly, approximately or not at all."""
-    st.markdown("#### On the chosen model")
+def compatibility_table() -> None:
+    """The chosen model's structure and each method's verdict (exact / approximate / not applicable), before running."""
     sel = selection.current()
     if sel is None:
-        st.caption("Choose a model in the sidebar to see which methods apply to it exactly.")
         return
     report = cache.compatibility(sel.model_key, sel.loaded)
-    st.caption("Read from one torch.fx trace of the model, before anything runs. " + " · ".join(report.summary()))
-    rows = [{"method": explainers.get(r["method"]).title, "applies": r["status"], "why": r["reason"]} for r in report.rows()]
-    st.dataframe(rows, hide_index=True, width="stretch", height=_height(len(rows)), column_config={"why": st.column_config.TextColumn("why", width="large")})
-    for note in report.peer_notes:
-        st.caption(f"Peer libraries: {note}.")
+    st.markdown(f"#### Compatibility with {sel.model_key}")
+    st.caption("Read from one torch.fx trace of the model, before anything runs: which methods compute their definition "
+               "exactly here, which approximately (and why), which not at all.")
+    st.dataframe(report.summary(), hide_index=True, width="stretch", column_config={"value": st.column_config.TextColumn("value", width="large")})
+    rows = report.table()
+    st.dataframe(rows, hide_index=True, width="stretch", height=_height(len(rows)), column_config={"reason": st.column_config.TextColumn("reason", width="large")})
 
 
 def page() -> None:
-    compatibility_section()
     st.markdown("#### Methods")
     st.caption("Every method in the registry, with the paper it follows and the library that computes it.")
     rows = [
@@ -49,6 +47,7 @@ def page() -> None:
         for name, spec in ((n, explainers.get(n)) for n in explainers.names())
     ]
     st.dataframe(rows, hide_index=True, width="stretch", height=_height(len(rows)), column_config=WIDE)
+    compatibility_table()
     st.markdown("#### Metrics")
     st.caption("Every metric in the registry: what it measures, which way is better, and the conventions used here.")
     table = [

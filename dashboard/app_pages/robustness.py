@@ -13,6 +13,7 @@ import torch
 import explainers
 import metrics
 from dashboard import cache, charts, maps, render, selection, work
+from dashboard import scores as score_panel
 from dashboard import state as S
 from dashboard.selection import Selection
 from metrics.fragility import DIFFERENTIABLE, SOFTPLUS_BETA
@@ -221,6 +222,12 @@ def page() -> None:
         "How much does each map move when the input moves a little? Yeh et al. 2019 (sensitivity), Goodfellow et al. 2015 / Madry et al. 2018 "
         f"(FGSM, PGD), Ghorbani et al. 2019 (fragility). Target {sel.target_label} on {sel.image_key}."
     )
+    _perturbations(sel)
+    score_panel.panel(sel, ("robustness",), scope="robustness_scores", title="Stability metrics (Alvarez-Melis & Jaakkola 2018; Agarwal et al. 2022)", default=("local_lipschitz_estimate",))
+
+
+def _perturbations(sel: Selection) -> None:
+    """Sensitivity, adversarial examples and fragility for the sidebar's methods (on Run)."""
     s = _settings()
     methods = _methods(sel, s.kind)
     if not methods:

@@ -16,6 +16,7 @@ import explainers
 import metrics
 import zoo
 from dashboard import cache, charts, maps, render, selection, work
+from dashboard import scores as score_panel
 from dashboard import state as S
 from dashboard.selection import Selection
 from metrics.similarity import SIMILARITIES
@@ -201,6 +202,7 @@ def page() -> None:
         _model_randomization(sel)
     with tab_data:
         _data_randomization(sel)
+    score_panel.panel(sel, ("randomization",), scope="sanity_scores", title="Randomization metrics (Sixt et al. 2020; Hedström et al. 2023)", default=("random_logit",))
 
 
 page()

@@ -9,6 +9,7 @@ from core.device import DEVICE
 from core.memory import cuda_peak_gb, peak_rss_gb, rss_gb
 from core.model_state import fingerprint, hook_count, is_busy
 from dashboard import cache, threads
+from metrics.engine import built
 
 
 def _models() -> None:
@@ -28,6 +29,14 @@ def _models() -> None:
         return
     st.table(rows)
     st.caption("Weights fingerprint: SHA-256 of every parameter and buffer (bit-identical weights, same fingerprint). Hooks attached: 0 whenever the model is idle.")
+    engines = [
+        {"model": key, "input (C, H, W)": str(shape), "device": device, "forward engine": eng.describe()}
+        for key, loaded in sorted(cache.LOADED.items())
+        for (shape, device), eng in built(loaded.model).items()
+    ]
+    if engines:
+        st.table(engines)
+        st.caption("The forward-only engine of each model and input size (built on first use: every logits-only pass of the metrics and perturbation methods runs on it).")
 
 
 def _threads() -> None:

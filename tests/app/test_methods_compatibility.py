@@ -1,28 +1,41 @@
-"""The compatibility report on the Methods page and as a badge on the Compare grid's tiles."""
+"""The compatibility report in the dashboard: a table on the Methods page for the chosen model, and a badge in the
+caption of a Compare tile whose method is not exact on it."""
 
 from __future__ import annotations
 
-from torch import nn
+import importlib
 
-import explainers
-from dashboard import grid
+import pytest
+
+from dashboard import cache
 from tests.app.conftest import open_app
 
+COMPAT = importlib.import_module("explainers.compatibility")  # the module (``explainers.compatibility`` is the function)
 
-def test_methods_page_shows_the_chosen_models_compatibility_table():
+
+@pytest.fixture(autouse=True)
+def _fresh_reports():
+    cache.compatibility.clear()
+    yield
+    cache.compatibility.clear()
+
+
+def test_the_methods_page_shows_the_chosen_models_compatibility():
     at = open_app("methods")
     assert not at.exception
-    assert any("On the chosen model" in m.value for m in at.markdown)
-    table = at.dataframe[0].value
-    assert list(table.columns) == ["method", "applies", "why"] and len(table) == len(explainers.names())
-    assert set(table["applies"]) == {"exact"}, "every method is exact on the synthetic ReLU CNN"
-    assert any("activations: ReLU (module) x4" in c.value for c in at.caption)
+    assert any("Compatibility with synthetic_shapes" in m.value for m in at.markdown)
+    frames = [df.value for df in at.dataframe]
+    verdicts = next(f for f in frames if "verdict" in f.columns)
+    assert list(verdicts["method"]) == COMPAT.EXPLAINERS.names()
+    assert set(verdicts["verdict"]) == {"exact"}  # a plain ReLU CNN with a pooled head
+    summary = next(f for f in frames if "what" in f.columns)
+    assert "ReLU (module) x4" in set(summary["value"])
 
 
-def test_the_tile_badge_names_approximate_and_not_applicable_methods_only():
-    silu = nn.Sequential(nn.Conv2d(3, 4, 3), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
-    report = explainers.compatibility(silu)
-    assert grid.badge(report, "guided_backprop") == grid.BADGES["approximate"]
-    assert grid.badge(report, "saliency") == "" and grid.badge(None, "guided_backprop") == ""
-    flat = explainers.compatibility(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2)))
-    assert grid.badge(flat, "gradcam") == grid.BADGES["not applicable"]
+def test_a_tile_says_when_its_method_is_approximate_on_the_model(monkeypatch):
+    monkeypatch.setattr(COMPAT, "_cam", lambda s, name: (COMPAT.APPROX, "trip-wire reason"))
+    at = open_app(methods=["gradcam", "saliency"])
+    assert not at.exception
+    captions = [img.proto.imgs[0].caption for img in at.get("image")]
+    assert any(c.startswith("Grad-CAM") and c.endswith("approximate: trip-wire reason") for c in captions), captions
+    assert not any(c.startswith("Saliency") and "approximate" in c for c in captions)
