@@ -278,12 +278,13 @@ def _bias_layers(model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
 
 
 def _channel_scaled(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """[B,K,h,w] -> [B,H,W]: each channel min-max scaled (pytorch-grad-cam's 1e-7), upsampled, summed over channels."""
+    """[B,K,h,w] -> [B,H,W]: each channel min-max scaled (pytorch-grad-cam's 1e-7), upsampled, summed over channels.
+    Summed before upsampling: bilinear interpolation is linear, and K maps at input size would cost K times more."""
     t = t - t.amin(dim=(2, 3), keepdim=True)
-    t = t / (t.amax(dim=(2, 3), keepdim=True) + 1e-7)
+    t = (t / (t.amax(dim=(2, 3), keepdim=True) + 1e-7)).sum(1, keepdim=True)
     if t.shape[-2:] != size:
         t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-    return t.sum(1)
+    return t[:, 0]
 
 
 @explainer(
