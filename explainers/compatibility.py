@@ -273,7 +273,7 @@ def _fullgrad(s: Structure) -> tuple[str, str]:
     if s.scripted:
         return NA, "TorchScript: the biased layers are hooked, which a scripted model does not allow"
     smooth = {t for t in s.activation_types if not issubclass(t, (*RECTIFIERS, nn.LeakyReLU, nn.Hardtanh))}
-    smooth_fn = {f for f in s.functional if "relu" not in f}
+    smooth_fn = {f for f in s.functional if "relu" not in f and f not in ("hardtanh", "clamp", "clamp_")}
     if smooth or smooth_fn:
         names = ", ".join(sorted({t.__name__ for t in smooth} | smooth_fn))
         return APPROX, f"the full-gradient decomposition is complete only for piecewise-linear nets; {names} are not"
