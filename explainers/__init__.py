@@ -21,7 +21,7 @@ from core import memory, progress
 from core.checks import as_module, check_target, check_x
 from core.errors import InputError
 from core.model_state import using
-from explainers import cam, controls, gradient, patternnet, perturbation, propagation  # noqa: F401  (registration)
+from explainers import cam, controls, gradient, masking, patternnet, perturbation, propagation  # noqa: F401  (registration)
 from explainers.compatibility import Report, Verdict, compatibility
 from explainers.context import Context
 from explainers.diagnostics import Diagnostic, Explanation

@@ -3,7 +3,8 @@
 Written by hand (a few lines each, like pytorch-grad-cam's subclasses) rather than pulled
 from pytorch-grad-cam: one hook helper serves every variant under the model lock, Score-CAM
 batches its masked forwards, and the library would add opencv and scikit-learn for no gain.
-Grad-CAM is cross-checked against captum's ``LayerGradCam`` in the tests.
+Grad-CAM is cross-checked against captum's ``LayerGradCam``, the variants (FullGrad included) against
+pytorch-grad-cam, in the tests.
 """
 
 from __future__ import annotations
@@ -261,3 +262,61 @@ def ablation_cam(ctx: Context, x: torch.Tensor, target: torch.Tensor, batch_size
     denom = torch.where(score.abs() > 1e-12, score, torch.full_like(score, 1e-12)).view(b, 1)
     weights = (drop / denom).view(b, k, 1, 1)
     return upsample(F.relu((weights * act).sum(1)), x.shape[-2:])
+
+
+def _bias_layers(model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
+    """(module, bias [K]) of every Conv2d with a bias and every BatchNorm2d (its eval-mode bias b - mu * g / sigma)."""
+    out = []
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None:
+            weight = m.weight if m.weight is not None else torch.ones_like(m.running_mean)
+            bias = m.bias if m.bias is not None else torch.zeros_like(m.running_mean)
+            out.append((m, bias - m.running_mean * weight / torch.sqrt(m.running_var + m.eps)))
+        elif isinstance(m, nn.Conv2d) and m.bias is not None:
+            out.append((m, m.bias))
+    return out
+
+
+def _channel_scaled(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B,K,h,w] -> [B,H,W]: each channel min-max scaled (pytorch-grad-cam's 1e-7), upsampled, summed over channels.
+    Summed before upsampling: bilinear interpolation is linear, and K maps at input size would cost K times more."""
+    t = t - t.amin(dim=(2, 3), keepdim=True)
+    t = (t / (t.amax(dim=(2, 3), keepdim=True) + 1e-7)).sum(1, keepdim=True)
+    if t.shape[-2:] != size:
+        t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+    return t[:, 0]
+
+
+@explainer(
+    title="FullGrad",
+    family="cam",
+    paper="Srinivas & Fleuret 2019, Full-Gradient Representation for Neural Network Visualization",
+    library="by hand (cross-checked with pytorch-grad-cam FullGrad)",
+    cost=lambda p, h, w, k: (0, 1),
+)
+def fullgrad(ctx: Context, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """psi(|x * dy/dx|) + sum_calls psi(|b * dy/dz|), psi = per-channel min-max, bilinear upsampling and sum over
+    channels; z the output of each call of a biased Conv2d or a BatchNorm2d (its implicit bias), as pytorch-grad-cam.
+    The decomposition is complete only for piecewise-linear nets (ReLU): the compatibility report says so."""
+    require_module_model(ctx.model, "FullGrad")
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []  # (bias [K], output [B,K,h,w]) per call
+
+    def keeper(bias: torch.Tensor):  # type: ignore[no-untyped-def]
+        def keep(_m: nn.Module, _i: tuple, out: torch.Tensor) -> torch.Tensor:
+            calls.append((bias, out))
+            return out.clone()  # an in-place activation after it must not overwrite the tensor we differentiate by
+
+        return keep
+
+    xg = x.detach().clone().requires_grad_(True)
+    with Hooks() as hooks:
+        for m, bias in _bias_layers(ctx.model):
+            hooks.forward(m, keeper(bias))
+        score = ctx.model(xg).gather(1, target.view(-1, 1)).sum()
+    grads = torch.autograd.grad(score, [xg, *(out for _, out in calls)], allow_unused=True)
+    size = tuple(x.shape[-2:])
+    total = _channel_scaled((grads[0] * xg).abs().detach(), size)
+    for (bias, _), g in zip(calls, grads[1:], strict=True):
+        if g is not None and g.dim() == 4:
+            total = total + _channel_scaled((bias.view(1, -1, 1, 1) * g).abs().detach(), size)
+    return total

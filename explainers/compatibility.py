@@ -268,7 +268,23 @@ def _cam(s: Structure, name: str) -> tuple[str, str]:
     return EXACT, f"weights the feature maps of {s.cam_layer}"
 
 
+def _fullgrad(s: Structure) -> tuple[str, str]:
+    """FullGrad: input-gradient and bias-gradient terms; complete (they sum to the logit) only for piecewise-linear nets."""
+    if s.scripted:
+        return NA, "TorchScript: the biased layers are hooked, which a scripted model does not allow"
+    smooth = {t for t in s.activation_types if not issubclass(t, (*RECTIFIERS, nn.LeakyReLU, nn.Hardtanh))}
+    smooth_fn = {f for f in s.functional if "relu" not in f and f not in ("hardtanh", "clamp", "clamp_")}
+    if smooth or smooth_fn:
+        names = ", ".join(sorted({t.__name__ for t in smooth} | smooth_fn))
+        return APPROX, f"the full-gradient decomposition is complete only for piecewise-linear nets; {names} are not"
+    return EXACT, "input gradient and every bias gradient (Conv2d biases, BatchNorm's implicit bias)"
+
+
 def _judge(name: str, family: str, s: Structure) -> tuple[str, str]:
+    if name == "fullgrad":
+        return _fullgrad(s)
+    if name == "extremal_perturbation":
+        return EXACT, "optimises a mask with autograd gradients of the logit: any differentiable model"
     if name in ("guided_backprop", "deconvolution"):
         return _rectified(s, "Guided Backprop" if name == "guided_backprop" else "DeconvNet")
     if name == "deeplift":

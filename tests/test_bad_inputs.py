@@ -380,7 +380,14 @@ def test_every_metric_parameter_beyond_its_bounds_is_refused_by_name(case, metri
             metrics.score(metric, model, x, 0, {"a": torch.rand(1, H, W)}, mask=mask, **{param.name: bad})
 
 
-SLOW_AT_HIGH = {("rise", "n_masks"), ("lime", "n_samples"), ("kernel_shap", "n_samples")}  # 15-40 s each: left at their defaults
+SLOW_AT_HIGH = {
+    ("rise", "n_masks"),
+    ("lime", "n_samples"),
+    ("kernel_shap", "n_samples"),
+    ("sobol", "grid_size"),
+    ("sobol", "n_design"),
+    ("extremal_perturbation", "steps"),
+}  # 15-40 s each: left at their defaults
 
 
 @pytest.mark.parametrize("bound", ["low", "high"])

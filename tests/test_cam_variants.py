@@ -110,3 +110,68 @@ def test_ablation_cam_batching_does_not_change_the_map(shapes, shapes_batch):
     a = explainers.explain("ablation_cam", shapes, x, 0, batch_size=7)
     b = explainers.explain("ablation_cam", shapes, x, 0, batch_size=128)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def _affine_residual(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    """Largest residual of the best fit theirs ~ a * ours + b per image (a > 0 asserted): pytorch-grad-cam's FullGrad
+    ends with a min-max scaling of the summed map, an affine map."""
+    worst = 0.0
+    for a, b in zip(ours.flatten(1).double(), torch.as_tensor(theirs).flatten(1).double(), strict=True):
+        design = torch.stack([a, torch.ones_like(a)], 1)
+        sol = torch.linalg.lstsq(design, b.unsqueeze(1)).solution
+        assert sol[0] > 0, "the maps are anti-correlated"
+        worst = max(worst, float((design @ sol).squeeze(1).sub(b).abs().max()))
+    return worst
+
+
+def _fullgrad_peer(net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    import copy
+
+    ref = copy.deepcopy(net).requires_grad_(True)  # the library calls .backward
+    with pgc.FullGrad(model=ref, target_layers=[]) as c:
+        return torch.from_numpy(c(input_tensor=x.clone(), targets=[ClassifierOutputTarget(int(i)) for i in t]))
+
+
+def test_fullgrad_equals_pytorch_grad_cam_on_the_synthetic_model_and_resnet18(shapes, shapes_batch, resnet18):
+    """Conv biases (synthetic), BatchNorm implicit biases and in-place ReLUs after them (ResNet-18)."""
+    for net, x in ((shapes.model, shapes_batch[:2]), (resnet18, torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2)))):
+        with torch.no_grad():
+            t = net(x).argmax(1)
+        ours = explainers.explain("fullgrad", net, x, t)
+        assert _affine_residual(ours, _fullgrad_peer(net, x, t)) < 1e-4
+
+
+def test_fullgrad_of_a_bias_free_net_is_its_input_gradient_term():
+    """No biases: FullGrad is psi(|x * grad|) summed over channels, written out here from the paper."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2, bias=False)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(net(xg)[0, 1], xg)
+    t = (g * x).abs()
+    t = t - t.amin(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(explainers.explain("fullgrad", net, x, 1), (t / (t.amax(dim=(2, 3), keepdim=True) + 1e-7)).sum(1))
+
+
+def test_fullgrad_counts_a_biased_module_at_each_of_its_calls():
+    """A conv applied twice contributes two bias-gradient terms (one per call), not one."""
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.relu(self.conv(torch.relu(self.conv(x)))).mean(dim=(2, 3)))
+
+    torch.manual_seed(1)
+    net, x = Twice().eval(), torch.randn(1, 3, 8, 8)
+    xg = x.clone().requires_grad_(True)
+    z1 = net.conv(xg)
+    z2 = net.conv(torch.relu(z1))
+    y = net.fc(torch.relu(z2).mean(dim=(2, 3)))[0, 0]
+    gx, g1, g2 = torch.autograd.grad(y, [xg, z1, z2])
+    b = net.conv.bias.detach().view(1, -1, 1, 1)
+    expected = sum(cam_module._channel_scaled(t.abs().detach(), (8, 8)) for t in (gx * x, b * g1, b * g2))
+    torch.testing.assert_close(explainers.explain("fullgrad", net, x, 0), expected)

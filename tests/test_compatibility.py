@@ -136,3 +136,10 @@ def test_efficientnet_lite0_structure(lite0):
     v = verdicts(report)
     assert v["guided_backprop"] == v["deeplift"] == v["gradcam"] == v["cam"] == "exact"
     assert v["lrp_epsilon_plus"] == v["pattern_attribution"] == "approximate"
+
+
+def test_fullgrad_is_exact_on_relu_nets_and_approximate_on_smooth_activations():
+    assert verdicts(compatibility(Net()))["fullgrad"] == verdicts(compatibility(Net("residual")))["fullgrad"] == "exact"
+    silu = compatibility(Net("silu")).verdict("fullgrad")
+    assert silu.verdict == "approximate" and "SiLU" in silu.reason and "piecewise-linear" in silu.reason
+    assert verdicts(compatibility(Net("silu")))["sobol"] == verdicts(compatibility(Net("silu")))["extremal_perturbation"] == "exact"

@@ -20,6 +20,8 @@ CHEAP: dict[str, dict] = {
     "rise": {"n_masks": 32, "cells": 4},
     "lime": {"n_samples": 30},
     "kernel_shap": {"n_samples": 30},
+    "sobol": {"grid_size": 4, "n_design": 8},
+    "extremal_perturbation": {"steps": 10},
 }
 STOCHASTIC = [n for n in explainers.names() if explainers.get(n).stochastic]
 

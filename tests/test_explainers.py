@@ -27,6 +27,8 @@ FAST: dict[str, dict] = {
     "kernel_shap": {"n_samples": 40},
     "scorecam": {"max_channels": 16},
     "occlusion": {"window": 0.25, "stride": 0.25},
+    "sobol": {"grid_size": 4, "n_design": 8},
+    "extremal_perturbation": {"steps": 10},
 }
 
 

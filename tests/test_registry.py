@@ -7,7 +7,8 @@ from core.errors import ParameterError
 EXPECTED = (
     "saliency input_x_gradient integrated_gradients smoothgrad vargrad gradient_shap guided_backprop "
     "deconvolution deeplift occlusion rise lime kernel_shap cam gradcam gradcam_plus_plus scorecam "
-    "guided_gradcam hires_cam xgrad_cam layer_cam eigen_cam ablation_cam lrp_epsilon_plus lrp_alpha_beta deep_taylor pattern_net pattern_attribution random edge_sobel"
+    "guided_gradcam hires_cam xgrad_cam layer_cam eigen_cam ablation_cam lrp_epsilon_plus lrp_alpha_beta deep_taylor pattern_net pattern_attribution random edge_sobel "
+    "fullgrad sobol extremal_perturbation"
 ).split()
 
 
