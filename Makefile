@@ -47,6 +47,7 @@ bench: $(BENCH_STAMP)
 	$(BENCH)/bin/python benchmarks/threads.py
 	$(BENCH)/bin/python benchmarks/runs.py
 	$(BENCH)/bin/python benchmarks/metrics.py
+	$(BENCH)/bin/python benchmarks/cam_variants.py --lite0-only
 
 train-synthetic: $(STAMP)
 	$(PY) -m zoo.train_synthetic
