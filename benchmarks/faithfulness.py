@@ -65,6 +65,24 @@ def best_of(fn, reps: int) -> tuple[float, object]:
     return best, result
 
 
+def _quantus(plain_model: torch.nn.Module, x: torch.Tensor, amap: torch.Tensor, target: int, rows: list) -> float | None:
+    """Seconds of Quantus's PixelFlipping on the same map (a row added to ``rows``), or None when it is not installed."""
+    try:
+        import quantus
+    except ImportError:
+        print("(quantus not installed: `make bench` installs it into .venv-bench)")
+        return None
+    pf = quantus.PixelFlipping(features_in_step=STEP, normalise=False, abs=False, disable_warnings=True, display_progressbar=False)
+    x_np, a_np = x.cpu().numpy(), amap.cpu().numpy()[:, None]
+
+    def run_quantus():
+        return pf(model=plain_model, x_batch=x_np, y_batch=np.array([target]), a_batch=a_np, device=str(x.device), softmax=True, channel_first=True)
+
+    quantus_s, q = best_of(run_quantus, 1)
+    rows.append((f"Quantus {quantus.__version__} PixelFlipping", quantus_s, len(q[0])))
+    return quantus_s
+
+
 def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     loaded = zoo.load_model("efficientnet_lite0")
@@ -101,22 +119,7 @@ def main() -> None:
         ("engine, cold (set-up included)", cold_s, cold_res.forwards),
         ("engine, warm", warm_s, warm_res.forwards),
     ]
-    quantus_s = None
-    try:
-        import quantus
-
-        pf = quantus.PixelFlipping(features_in_step=STEP, normalise=False, abs=False, disable_warnings=True, display_progressbar=False)
-        x_np = x.cpu().numpy()
-        a_np = amap.cpu().numpy()[:, None]
-
-        def run_quantus():
-            return pf(model=plain_model, x_batch=x_np, y_batch=np.array([target]), a_batch=a_np, device=str(x.device), softmax=True, channel_first=True)
-
-        quantus_s, q = best_of(run_quantus, 1)
-        rows.append((f"Quantus {quantus.__version__} PixelFlipping", quantus_s, len(q[0])))
-    except ImportError:
-        print("(quantus not installed: `make bench` installs it into .venv-bench)")
-
+    quantus_s = _quantus(plain_model, x, amap, target, rows)
     print(f"\n{'engine':<34}{'s / curve':>10}{'forwards':>10}{'x plain':>9}")
     for name, s, n in rows:
         print(f"{name:<34}{s:>10.2f}{n:>10}{s / plain_s:>9.2f}")
